@@ -1,0 +1,37 @@
+"""Reading recordings in place: Sensorium 2022/2023 trees, sessions, cohorts, loaders."""
+
+from cortexfm.data.cohort import Cohort, open_cohort
+from cortexfm.data.errors import DataFormatError
+from cortexfm.data.loader import (
+    TrainingWindows,
+    WindowConfig,
+    iterate_trials,
+    make_loader,
+    repeat_groups,
+)
+from cortexfm.data.session import DynamicSession, Session, StaticSession, Trial, open_session
+from cortexfm.data.statistics import Normalizer, Statistics, session_statistics
+from cortexfm.data.validate import validate_tree
+from cortexfm.data.writer import SessionWriter, copy_session
+
+__all__ = [
+    "Cohort",
+    "DataFormatError",
+    "DynamicSession",
+    "Normalizer",
+    "Session",
+    "SessionWriter",
+    "StaticSession",
+    "Statistics",
+    "Trial",
+    "TrainingWindows",
+    "WindowConfig",
+    "copy_session",
+    "iterate_trials",
+    "make_loader",
+    "open_cohort",
+    "open_session",
+    "repeat_groups",
+    "session_statistics",
+    "validate_tree",
+]

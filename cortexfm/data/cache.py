@@ -1,0 +1,31 @@
+"""Where cortexfm keeps derived data (statistics, clip ids): never inside a data folder.
+
+The cache directory is ``$CORTEXFM_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/cortexfm``,
+else ``~/.cache/cortexfm``. Each session gets a sub-folder keyed by a fingerprint of its
+absolute path and metadata, so a changed tree never reuses stale values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    if os.environ.get("CORTEXFM_CACHE_DIR"):
+        return Path(os.environ["CORTEXFM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cortexfm"
+
+
+def session_cache_dir(session_path: Path) -> Path:
+    """A cache folder for one session tree (created on demand by writers)."""
+    path = session_path.resolve()
+    h = hashlib.sha1(str(path).encode())
+    for name in ("meta/trials/tiers.npy", "meta/neurons/unit_ids.npy", "meta/session.json"):
+        f = path / name
+        if f.exists():
+            st = f.stat()
+            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return cache_root() / f"{path.name}-{h.hexdigest()[:12]}"

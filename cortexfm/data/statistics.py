@@ -1,0 +1,206 @@
+"""Per-session statistics and the exactly invertible normalisation built from them.
+
+Statistics are read from ``meta/statistics/<key>/all/*.npy`` when the tree has them, else
+computed from the session's *training* trials only and cached in the cache directory (never in
+the data folder).
+
+Normalisation (what the model sees):
+
+- ``video``: ``(video - mean) / std`` with the scalar statistics of all training frames;
+- ``responses``: ``responses / scale`` per neuron, ``scale = max(std, 0.01 * mean(std))``
+  (no mean subtraction, so responses stay non-negative for a Poisson loss);
+- ``behavior`` and ``pupil_center``: z-scored per channel.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from cortexfm.data import schema
+from cortexfm.data.cache import session_cache_dir
+from cortexfm.data.errors import DataFormatError
+from cortexfm.data.npy import load_small
+from cortexfm.data.session import MODALITIES, Session
+
+#: Folder names of each modality under ``meta/statistics``.
+_STAT_KEYS = {
+    "video": ("videos", "images"),
+    "responses": ("responses",),
+    "behavior": ("behavior",),
+    "pupil_center": ("pupil_center",),
+}
+_MEDIAN_FRAMES = 20_000
+
+
+@dataclass
+class Statistics:
+    """``values[modality][stat]``: stat is one of mean, std, min, max, median."""
+
+    values: dict[str, dict[str, np.ndarray]]
+    source: str  # "meta" or "computed"
+
+    def __getitem__(self, modality: str) -> dict[str, np.ndarray]:
+        return self.values[modality]
+
+
+def _read_meta_statistics(session: Session) -> Statistics | None:
+    root = session.path / "meta" / "statistics"
+    if not root.is_dir():
+        return None
+    values: dict[str, dict[str, np.ndarray]] = {}
+    for modality, keys in _STAT_KEYS.items():
+        folder = next((root / k / "all" for k in keys if (root / k / "all").is_dir()), None)
+        if folder is None:
+            return None
+        values[modality] = {}
+        for stat in schema.STATISTIC_NAMES:
+            path = folder / f"{stat}.npy"
+            if not path.exists():
+                if stat in ("mean", "std"):
+                    raise DataFormatError(path, "statistic is missing")
+                continue
+            values[modality][stat] = load_small(path).astype(np.float64)
+    n = session.n_neurons
+    for stat, v in values["responses"].items():
+        if v.shape != (n,):
+            raise DataFormatError(
+                root / "responses", f"{stat}.npy has shape {v.shape}, expected ({n},)"
+            )
+    return Statistics(values, source="meta")
+
+
+def compute_statistics(session: Session, progress: bool = True) -> Statistics:
+    """Statistics of the training trials, streamed trial by trial (float64 sums)."""
+    train = session.trials_in(schema.TRAIN_TIER)
+    if len(train) == 0:
+        raise DataFormatError(
+            session.path / "meta/trials/tiers.npy", "no 'train' trials to compute statistics from"
+        )
+    lengths = session.trial_lengths[train]
+    total = int(lengths.sum())
+    step = max(1, total // _MEDIAN_FRAMES)
+    acc: dict[str, dict] = {}
+    for trial_id in tqdm(
+        train, desc=f"statistics {session.session_id}", disable=not progress, leave=False
+    ):
+        for modality in MODALITIES:
+            x = session.read(int(trial_id), modality).astype(np.float64)
+            sub = x[::step]
+            if modality == "video":
+                sub = sub[:, ::4, ::4].reshape(-1, 1)  # pixels subsampled for the median only
+                x = x.reshape(-1, 1)
+            a = acc.setdefault(
+                modality, {"n": 0, "s": 0.0, "ss": 0.0, "min": np.inf, "max": -np.inf, "sub": []}
+            )
+            if x.shape[0] == 0:
+                continue
+            a["n"] += x.shape[0]
+            a["s"] = a["s"] + x.sum(0)
+            a["ss"] = a["ss"] + (x * x).sum(0)
+            a["min"] = np.minimum(a["min"], x.min(0))
+            a["max"] = np.maximum(a["max"], x.max(0))
+            a["sub"].append(sub)
+    values: dict[str, dict[str, np.ndarray]] = {}
+    for modality, a in acc.items():
+        mean = a["s"] / a["n"]
+        std = np.sqrt(np.maximum(a["ss"] / a["n"] - mean * mean, 0.0))
+        sub = np.concatenate(a["sub"], axis=0)
+        median = np.median(sub, axis=0)
+        v = {"mean": mean, "std": std, "min": a["min"], "max": a["max"], "median": median}
+        if modality == "video":
+            v = {k: np.asarray(x).reshape(()) for k, x in v.items()}
+        values[modality] = v
+    return Statistics(values, source="computed")
+
+
+def _cache_file(session: Session) -> Path:
+    return session_cache_dir(session.path) / "statistics.npz"
+
+
+def session_statistics(
+    session: Session, *, use_cache: bool = True, progress: bool = True
+) -> Statistics:
+    """The session's statistics: from the tree, else from the cache, else computed and cached."""
+    given = _read_meta_statistics(session)
+    if given is not None:
+        return given
+    path = _cache_file(session)
+    if use_cache and path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                values: dict[str, dict[str, np.ndarray]] = {}
+                for key in z.files:
+                    modality, stat = key.split("/")
+                    values.setdefault(modality, {})[stat] = z[key]
+            if set(values) == set(MODALITIES):
+                return Statistics(values, source="computed")
+        except (OSError, ValueError):
+            pass  # a broken cache file is recomputed
+    stats = compute_statistics(session, progress=progress)
+    if use_cache:
+        _save_npz_atomic(
+            path, {f"{m}/{k}": v for m, d in stats.values.items() for k, v in d.items()}
+        )
+    return stats
+
+
+def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # an unwritable cache only costs recomputation
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(buf.getvalue())
+    os.replace(tmp, path)
+
+
+class Normalizer:
+    """Maps raw arrays to the model's units and back; ``inverse(transform(x)) == x``."""
+
+    def __init__(self, stats: Statistics) -> None:
+        v = stats.values
+        self.video_mean = float(v["video"]["mean"])
+        self.video_std = float(v["video"]["std"]) or 1.0
+        std = np.asarray(v["responses"]["std"], dtype=np.float64)
+        floor = 0.01 * float(np.nanmean(std)) if std.size else 1.0
+        self.response_scale = np.where(std > floor, std, floor if floor > 0 else 1.0)
+        self.behavior_mean = np.asarray(v["behavior"]["mean"], dtype=np.float64)
+        self.behavior_std = _safe_std(v["behavior"]["std"])
+        self.pupil_mean = np.asarray(v["pupil_center"]["mean"], dtype=np.float64)
+        self.pupil_std = _safe_std(v["pupil_center"]["std"])
+
+    def _params(self, modality: str) -> tuple:
+        return {
+            "video": (self.video_mean, self.video_std),
+            "responses": (0.0, self.response_scale),
+            "behavior": (self.behavior_mean, self.behavior_std),
+            "pupil_center": (self.pupil_mean, self.pupil_std),
+        }[modality]
+
+    def transform(self, modality: str, x: np.ndarray) -> np.ndarray:
+        """Raw -> model units (float32). ``x`` is time first; the last axis matches the stats."""
+        shift, scale = self._params(modality)
+        return ((x - shift) / scale).astype(np.float32)
+
+    def inverse(self, modality: str, x: np.ndarray) -> np.ndarray:
+        """Model units -> raw units (float32)."""
+        shift, scale = self._params(modality)
+        return (x.astype(np.float64) * scale + shift).astype(np.float32)
+
+    def transform_all(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: self.transform(k, v) if k in MODALITIES else v for k, v in arrays.items()}
+
+
+def _safe_std(std: np.ndarray) -> np.ndarray:
+    std = np.asarray(std, dtype=np.float64)
+    return np.where(std > 1e-8, std, 1.0)

@@ -1,0 +1,118 @@
+"""``cortexfm validate``: list every problem in a data tree, or summarise a good one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cortexfm.data.errors import DataFormatError
+from cortexfm.data.session import (
+    DynamicSession,
+    Session,
+    _read_neuron_meta,
+    _read_tiers,
+    is_session_folder,
+    open_session,
+)
+
+
+@dataclass
+class SessionReport:
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def _problems_of_dynamic(path: Path) -> list[str]:
+    """Collect every problem of a dynamic tree instead of stopping at the first."""
+    problems = [str(p) for p in DynamicSession.folder_problems(path)]
+    session = DynamicSession.__new__(DynamicSession)
+    Session.__init__(session, path)
+    for step in (_read_neuron_meta, _read_tiers):
+        try:
+            step(session)
+        except DataFormatError as err:
+            problems.append(str(err))
+    if problems:
+        return problems
+    session._frame_size = (0, 0)
+    problems += [str(p) for p in session.trial_problems()]
+    return problems
+
+
+def summarize(session: Session) -> dict:
+    """Sessions, neurons, trials per tier, minutes, and unique clips/repeats per tier."""
+    lengths = session.trial_lengths
+    per_tier: dict[str, dict] = {}
+    for tier in dict.fromkeys(session.tiers):
+        ids = session.trials_in(str(tier))
+        clips = session.video_ids[ids]
+        per_tier[str(tier)] = {
+            "trials": len(ids),
+            "minutes": round(float(lengths[ids].sum()) / session.frame_rate / 60, 2),
+            "unique_clips": len(set(clips)),
+            "max_repeats": int(max(np.unique(clips, return_counts=True)[1], default=0)),
+        }
+    return {
+        "session_id": session.session_id,
+        "layout": session.layout,
+        "neurons": session.n_neurons,
+        "trials": session.n_trials,
+        "frame_size": list(session.frame_size),
+        "minutes": round(float(lengths.sum()) / session.frame_rate / 60, 2),
+        "tiers": per_tier,
+    }
+
+
+def validate_session(path: Path) -> SessionReport:
+    report = SessionReport(path)
+    try:
+        if (path / "data" / "images").is_dir():
+            session = open_session(path)
+        else:
+            report.problems = _problems_of_dynamic(path)
+            if report.problems:
+                return report
+            session = open_session(path)
+        report.summary = summarize(session)
+    except DataFormatError as err:
+        report.problems.append(str(err))
+    return report
+
+
+def validate_tree(path: str | Path) -> list[SessionReport]:
+    """Validate one session folder or every session folder inside ``path``."""
+    root = Path(path)
+    if not root.is_dir():
+        return [SessionReport(root, [f"{root}: folder does not exist"])]
+    if is_session_folder(root) or (root / "data").is_dir():
+        return [validate_session(root)]
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    candidates = [p for p in folders if (p / "data").is_dir() or (p / "meta").is_dir()]
+    if not candidates:
+        return [SessionReport(root, [f"{root}: no session folders (with data/ and meta/) found"])]
+    return [validate_session(p) for p in candidates]
+
+
+def format_reports(reports: list[SessionReport]) -> str:
+    lines: list[str] = []
+    for r in reports:
+        if r.problems:
+            lines.append(f"✗ {r.path}: {len(r.problems)} problem(s)")
+            lines += [f"    - {p}" for p in r.problems]
+            continue
+        s = r.summary
+        lines.append(
+            f"✓ {s['session_id']} ({s['layout']}): {s['neurons']} neurons, {s['trials']} trials, "
+            f"{s['minutes']} min, frames {s['frame_size'][0]}x{s['frame_size'][1]}"
+        )
+        for tier, t in s["tiers"].items():
+            lines.append(
+                f"    {tier:<17} {t['trials']:>5} trials {t['minutes']:>8.2f} min "
+                f"{t['unique_clips']:>5} unique clips, up to {t['max_repeats']} repeats"
+            )
+    ok = sum(not r.problems for r in reports)
+    lines.append(f"{ok}/{len(reports)} session(s) valid")
+    return "\n".join(lines)
