@@ -12,7 +12,10 @@ The session tree (about 9 GB for 2 hours) is written once and reused.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import resource
+import tempfile
 import time
 from pathlib import Path
 
@@ -89,15 +92,27 @@ def main() -> None:
             f"random 64-frame windows, {args.neurons} neurons, normalize={normalize}: {frames / dt:,.0f} frames/s"
         )
 
-    # 3. peak memory while iterating the whole session (every trial, window by window)
-    for trial_id in tqdm(range(session.n_trials), desc="full pass", leave=False):
-        for start in range(0, int(session.trial_lengths[trial_id]) - 64 + 1, 64):
-            session.window(trial_id, start, 64)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    total_min = session.trial_lengths.sum() / 30 / 60
+    # 3. peak memory of a fresh process (own empty cache: statistics computed from scratch)
+    # that opens the cohort and iterates every window of every training trial, normalised
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        peak, total_min = pool.apply(full_pass_peak_rss, (str(path),))
     print(
-        f"peak RSS after a full pass over {total_min:.0f} min x {args.neurons} neurons: {peak:.0f} MB"
+        f"peak RSS of a full normalised pass over {total_min:.0f} min x {args.neurons} neurons: {peak:.0f} MB"
     )
+
+
+def full_pass_peak_rss(path: str) -> tuple[float, float]:
+    os.environ["CORTEXFM_CACHE_DIR"] = tempfile.mkdtemp()
+    cohort = open_cohort(path)
+    session = cohort[0]
+    ds = TrainingWindows(cohort, WindowConfig(window=64, batch_size=8, batches_per_epoch=1))
+    norm = ds.normalizers[session.session_id]
+    for trial_id in tqdm(session.trials_in("train"), desc="full pass", leave=False):
+        for start in range(0, int(session.trial_lengths[trial_id]) - 64 + 1, 64):
+            for modality, x in session.window(int(trial_id), start, 64).items():
+                norm.transform(modality, x)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak, float(session.trial_lengths.sum() / 30 / 60)
 
 
 if __name__ == "__main__":

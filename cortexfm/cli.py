@@ -9,6 +9,7 @@ from pathlib import Path
 
 EXAMPLES = {
     "validate": "examples:\n  cortexfm validate ~/data/sensorium2023/dynamic29156-11-10-Video-...\n  cortexfm validate ~/data/sensorium2023   # every session inside",
+    "simulate": "examples:\n  cortexfm simulate --mice 4 --neurons 1000 --minutes 20 --out data/sim\n  cortexfm simulate --mice 1 --neurons 200 --minutes 2 --images ../shared/data/stimuli/sensorium2022_images --out /tmp/sim",
     "demo": "examples:\n  cortexfm demo\n  cortexfm demo --out runs/demo --quick",
 }
 
@@ -22,20 +23,27 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Until the simulator and model land: build a small cohort, validate it, stream batches."""
+    """Runs the stages that exist so far: simulate a cohort, validate it, stream training batches.
+
+    Training, transfer, evaluation, in-silico experiments, anatomy and the report join as
+    their issues land.
+    """
     from tqdm.auto import tqdm
 
     from cortexfm.data import TrainingWindows, WindowConfig, make_loader, open_cohort
-    from cortexfm.data.synthetic import write_synthetic_session
     from cortexfm.data.validate import format_reports, validate_tree
+    from cortexfm.sim import SimulationConfig, simulate_cohort
 
     out = Path(args.out)
     cohort_dir = out / "cohort"
-    n_mice = 2 if args.quick else 4
-    for m in tqdm(range(n_mice), desc="writing cohort"):
-        path = cohort_dir / f"mouse{m}"
-        if not path.exists():  # resumable: finished sessions are kept
-            write_synthetic_session(path, n_neurons=200, session_id=f"mouse{m}", seed=args.seed + m)
+    if args.quick:
+        config, n_mice = (
+            SimulationConfig(n_neurons=100, train_minutes=1, oracle_clips=2, repeats=4),
+            2,
+        )
+    else:
+        config, n_mice = SimulationConfig(n_neurons=500, train_minutes=10), 5
+    simulate_cohort(cohort_dir, n_mice, config, seed=args.seed)  # resumable: finished mice kept
     print(format_reports(validate_tree(cohort_dir)))
     cohort = open_cohort(cohort_dir)
     windows = TrainingWindows(
@@ -45,6 +53,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for batch in tqdm(make_loader(windows), total=len(windows), desc="streaming windows"):
         frames += batch["video"].shape[0] * batch["video"].shape[1]
     print(f"streamed {frames} frames in {time.perf_counter() - t0:.2f} s; outputs under {out}")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from cortexfm.sim import SimulationConfig, simulate_cohort
+
+    config = SimulationConfig(
+        n_neurons=args.neurons,
+        train_minutes=args.minutes,
+        oracle_clips=args.oracle_clips,
+        repeats=args.repeats,
+        ood_clips=args.ood_clips,
+        image_folder=args.images,
+    )
+    paths = simulate_cohort(args.out, args.mice, config, seed=args.seed)
+    print(f"wrote {len(paths)} simulated mice under {args.out}")
     return 0
 
 
@@ -66,6 +90,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path", help="a session folder, or a folder of session folders")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser(
+        "simulate",
+        help="simulate a cohort of mice (Sensorium 2023 trees with ground truth)",
+        epilog=EXAMPLES["simulate"],
+        formatter_class=fmt,
+    )
+    p.add_argument("--mice", type=int, default=4)
+    p.add_argument("--neurons", type=int, default=1000, help="neurons per mouse")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=20.0,
+        help="minutes of natural-movie training data per mouse",
+    )
+    p.add_argument("--oracle-clips", type=int, default=4, help="repeated natural test clips")
+    p.add_argument("--repeats", type=int, default=10, help="repeats of each test clip")
+    p.add_argument("--ood-clips", type=int, default=1, help="clips per out-of-distribution family")
+    p.add_argument("--images", default=None, help="folder of real images for the natural movies")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (one sub-folder per mouse)")
+    p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser(
         "demo",

@@ -36,7 +36,7 @@ _STAT_KEYS = {
     "behavior": ("behavior",),
     "pupil_center": ("pupil_center",),
 }
-_MEDIAN_FRAMES = 20_000
+_MEDIAN_FRAMES = 2_000  # frames kept for medians (bounded memory)
 
 
 @dataclass
@@ -92,7 +92,7 @@ def compute_statistics(session: Session, progress: bool = True) -> Statistics:
     ):
         for modality in MODALITIES:
             x = session.read(int(trial_id), modality).astype(np.float64)
-            sub = x[::step]
+            sub = x[::step].astype(np.float32)  # a copy: keeping views would pin whole trials
             if modality == "video":
                 sub = sub[:, ::4, ::4].reshape(-1, 1)  # pixels subsampled for the median only
                 x = x.reshape(-1, 1)
