@@ -25,6 +25,14 @@ from cortexfm.sim.tuning import ground_truth_tuning, selectivity
 from cortexfm.stimuli import Monitor, drifting_grating, natural_movie
 
 M = Monitor()
+TINY = SimulationConfig(
+    n_neurons=60,
+    train_minutes=0.5,
+    oracle_clips=1,
+    repeats=3,
+    ood_clips=1,
+    ood_families=("drifting_gabor",),
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +42,7 @@ def model() -> ResponseModel:
 
 @pytest.fixture(scope="module")
 def tiny_mouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = SimulationConfig(
-        n_neurons=60,
-        train_minutes=0.5,
-        oracle_clips=1,
-        repeats=3,
-        ood_clips=1,
-        ood_families=("drifting_gabor",),
-    )
-    return simulate_mouse(tmp_path_factory.mktemp("sim") / "m", config, seed=3, progress=False)
+    return simulate_mouse(tmp_path_factory.mktemp("sim") / "m", TINY, seed=3, progress=False)
 
 
 def test_noisy_grating_responses_recover_true_preferred_orientation(model: ResponseModel):
@@ -105,16 +105,8 @@ def test_repeats_give_the_expected_noise_ceiling(model: ResponseModel):
 
 
 def test_equal_seeds_give_equal_data(tiny_mouse: Path, tmp_path: Path):
-    config = SimulationConfig(
-        n_neurons=60,
-        train_minutes=0.5,
-        oracle_clips=1,
-        repeats=3,
-        ood_clips=1,
-        ood_families=("drifting_gabor",),
-    )
-    again = simulate_mouse(tmp_path / "again", config, seed=3, progress=False)
-    other = simulate_mouse(tmp_path / "other", config, seed=4, progress=False)
+    again = simulate_mouse(tmp_path / "again", TINY, seed=3, progress=False)
+    other = simulate_mouse(tmp_path / "other", TINY, seed=4, progress=False)
     a, b, c = open_session(tiny_mouse), open_session(again), open_session(other)
     for i in (0, a.n_trials - 1):
         for m in ("video", "responses", "behavior", "pupil_center"):
