@@ -170,6 +170,12 @@ class SessionWriter:
                     np.asarray(v),
                 )
 
+    def meta_dir(self, name: str) -> Path:
+        """A new folder ``meta/<name>`` inside the pending tree, for extra files (ground truth)."""
+        path = self._tmp / "meta" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def close(self) -> Path:
         """Write the trial metadata and move the tree into place."""
         trials = self._tmp / "meta" / "trials"

@@ -171,8 +171,7 @@ def simulate_mouse(
         connections = sample_connections(
             np.concatenate(similarity_rates), table[["x", "y", "z"]].to_numpy(), rng
         )
-        gt = writer._tmp / "meta" / "ground_truth"
-        gt.mkdir(parents=True)
+        gt = writer.meta_dir("ground_truth")
         truth.to_parquet(gt / "neurons.parquet", index=False)
         connections.to_csv(gt / "connections.csv", index=False)
         (gt / "simulation.json").write_text(
@@ -202,9 +201,7 @@ def rebuild_simulator(session_path: str | Path) -> ResponseModel:
     gt = Path(session_path) / "meta" / "ground_truth"
     info = json.loads((gt / "simulation.json").read_text())
     config = SimulationConfig.from_json(info["config"])
-    table = pd.read_parquet(gt / "neurons.parquet")[
-        list(sample_population(1, np.random.default_rng(0), config.monitor).table.columns)
-    ]
+    table = pd.read_parquet(gt / "neurons.parquet")  # extra ground-truth columns are ignored
     return ResponseModel(Population(table, info["mouse_id"]), config.monitor, config.noise)
 
 
