@@ -2,6 +2,7 @@
 
 from cortexfm.data.cohort import Cohort, open_cohort
 from cortexfm.data.errors import DataFormatError
+from cortexfm.data.fnn import FnnSession
 from cortexfm.data.loader import (
     TrainingWindows,
     WindowConfig,
@@ -10,7 +11,13 @@ from cortexfm.data.loader import (
     repeat_groups,
 )
 from cortexfm.data.session import DynamicSession, Session, StaticSession, Trial, open_session
-from cortexfm.data.statistics import Normalizer, Statistics, session_statistics
+from cortexfm.data.statistics import (
+    Normalizer,
+    Statistics,
+    check_response_sign,
+    has_negative_responses,
+    session_statistics,
+)
 from cortexfm.data.validate import validate_tree
 from cortexfm.data.writer import SessionWriter, copy_session
 
@@ -18,6 +25,7 @@ __all__ = [
     "Cohort",
     "DataFormatError",
     "DynamicSession",
+    "FnnSession",
     "Normalizer",
     "Session",
     "SessionWriter",
@@ -26,7 +34,9 @@ __all__ = [
     "Trial",
     "TrainingWindows",
     "WindowConfig",
+    "check_response_sign",
     "copy_session",
+    "has_negative_responses",
     "iterate_trials",
     "make_loader",
     "open_cohort",

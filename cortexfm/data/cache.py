@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -29,3 +30,16 @@ def session_cache_dir(session_path: Path) -> Path:
             st = f.stat()
             h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
     return cache_root() / f"{path.name}-{h.hexdigest()[:12]}"
+
+
+def write_text_atomic(path: Path, text: str) -> bool:
+    """Write a cache file atomically; False (nothing written) when the cache is unwritable."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        return False
+    return True

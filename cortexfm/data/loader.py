@@ -147,7 +147,7 @@ def make_loader(dataset: TrainingWindows, num_workers: int = 0) -> DataLoader:
 
 def iterate_trials(
     session: Session,
-    tiers: Sequence[str],
+    tiers: str | Sequence[str],
     *,
     only_ground_truth: bool = True,
 ) -> Iterator[Trial]:
@@ -156,14 +156,16 @@ def iterate_trials(
     Trials whose responses were withheld (zero-filled hidden tests) are skipped unless
     ``only_ground_truth=False``; check ``trial.has_ground_truth`` then.
     """
+    tiers = (tiers,) if isinstance(tiers, str) else tiers
     for trial_id in session.trials_in(*tiers):
         if only_ground_truth and not session.has_ground_truth(int(trial_id)):
             continue
         yield session.trial(int(trial_id))
 
 
-def repeat_groups(session: Session, tiers: Sequence[str]) -> dict[str, np.ndarray]:
+def repeat_groups(session: Session, tiers: str | Sequence[str]) -> dict[str, np.ndarray]:
     """Clip id -> trial ids showing that clip, for trials of ``tiers`` with ground truth."""
+    tiers = (tiers,) if isinstance(tiers, str) else tiers
     groups: dict[str, list[int]] = {}
     for trial_id in session.trials_in(*tiers):
         if session.has_ground_truth(int(trial_id)):

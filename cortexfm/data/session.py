@@ -12,7 +12,6 @@ time-first, the convention of the whole package:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from cortexfm.data import schema
+from cortexfm.data.cache import session_cache_dir, write_text_atomic
+from cortexfm.data.clips import clip_ids, clip_signature
 from cortexfm.data.errors import DataFormatError
 from cortexfm.data.npy import first_nan_index, load_small, open_array, read_header
 
@@ -153,11 +154,35 @@ class Session:
 
     @cached_property
     def video_ids(self) -> np.ndarray:
-        """Clip id per trial: from ``meta/trials/video_id.npy``, else from the frames' content."""
+        """Clip id per trial: from ``meta/trials/video_id.npy``, else recognised from the frames.
+
+        Recognised ids (see :mod:`cortexfm.data.clips`) are cached in the cache directory.
+        """
         given = self._trial_extension("video_id")
         if given is not None:
             return given
-        return np.array([self.content_id(i) for i in range(self.n_trials)], dtype=object)
+        return self._content_ids()
+
+    def _content_ids(self) -> np.ndarray:
+        cache = session_cache_dir(self.path) / "video_ids.json"
+        if cache.exists():
+            try:
+                ids = json.loads(cache.read_text())
+                if isinstance(ids, list) and len(ids) == self.n_trials:
+                    return np.array(ids, dtype=object)
+            except (OSError, ValueError):
+                pass  # a broken cache file is recomputed
+        signatures = [clip_signature(self._read_video_valid(i)) for i in range(self.n_trials)]
+        ids = clip_ids(signatures)
+        write_text_atomic(cache, json.dumps([str(i) for i in ids]))
+        return ids
+
+    def _read_video_valid(self, trial_id: int) -> np.ndarray:
+        """The video up to its own first NaN frame (other modalities' NaN tails ignored)."""
+        return self.read(trial_id, "video", 0, self._video_length(trial_id))
+
+    def _video_length(self, trial_id: int) -> int:
+        return int(self.trial_lengths[trial_id])
 
     @cached_property
     def repeats(self) -> np.ndarray:
@@ -189,20 +214,6 @@ class Session:
                 path, f"shape {values.shape}, expected ({self.n_trials},) = one per trial"
             )
         return values.astype(np.int64) if name == "repeat" else _strings(values, path)
-
-    def content_id(self, trial_id: int) -> str:
-        """A hash of the trial's frames, robust to dtype and tiny float differences.
-
-        Frames are block-averaged (4x4 pixels), rounded to 16 grey levels and hashed over the
-        valid (non-NaN) frames, so the same clip stored as uint8 or float32 gets one id.
-        """
-        video = self.read(trial_id, "video")
-        t, h, w = video.shape
-        hb, wb = max(h // 4, 1), max(w // 4, 1)
-        small = video[:, : hb * (h // hb), : wb * (w // wb)]
-        small = small.reshape(t, h // hb, hb, w // wb, wb).mean(axis=(2, 4))
-        code = np.round(small / 16.0).astype(np.int16)
-        return "c" + hashlib.sha1(code.tobytes() + str(code.shape).encode()).hexdigest()[:16]
 
     # -- arrays -------------------------------------------------------------------------------
 
@@ -420,6 +431,10 @@ class DynamicSession(Session):
                 length = min(length, first_nan_index(array[0]))
         return int(length)
 
+    def _video_length(self, trial_id: int) -> int:
+        video = open_array(self._file("video", trial_id))
+        return int(first_nan_index(video[0, 0])) if video.size else 0
+
     def _read(self, trial_id: int, modality: str, start: int, stop: int) -> np.ndarray:
         array = open_array(self._file(modality, trial_id))
         if modality == "video":
@@ -504,17 +519,26 @@ class StaticSession(Session):
 
 def open_session(path: str | Path, *, clip_frames: int = 30) -> Session:
     """Open a session folder, recognising its layout."""
+    from cortexfm.data.fnn import FnnSession, is_fnn_folder
+
     path = Path(path)
     if not path.is_dir():
         raise DataFormatError(path, "session folder does not exist")
+    if is_fnn_folder(path):
+        return FnnSession(path)
     if (path / "data" / "images").is_dir():
         return StaticSession(path, clip_frames=clip_frames)
     if (path / "data").is_dir() or (path / "meta").is_dir():
         return DynamicSession(path)
     raise DataFormatError(
-        path, "not a session: expected data/ and meta/ folders (Sensorium layout)"
+        path,
+        "not a session: expected data/ and meta/ folders (Sensorium layout) "
+        "or training_data/ (cajal/fnn layout)",
     )
 
 
 def is_session_folder(path: Path) -> bool:
-    return (path / "data").is_dir() and (path / "meta").is_dir()
+    """True for a Sensorium session folder or a cajal/fnn data folder."""
+    from cortexfm.data.fnn import is_fnn_folder
+
+    return ((path / "data").is_dir() and (path / "meta").is_dir()) or is_fnn_folder(path)

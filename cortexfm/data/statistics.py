@@ -9,6 +9,8 @@ Normalisation (what the model sees):
 - ``video``: ``(video - mean) / std`` with the scalar statistics of all training frames;
 - ``responses``: ``responses / scale`` per neuron, ``scale = max(std, 0.01 * mean(std))``
   (no mean subtraction, so responses stay non-negative for a Poisson loss);
+  with ``response_transform="shift"`` the per-neuron training minimum is subtracted first
+  (for ΔF/F or z-scored traces, which have negative values; see :func:`check_response_sign`);
 - ``behavior`` and ``pupil_center``: z-scored per channel.
 """
 
@@ -164,16 +166,69 @@ def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
+#: How responses are mapped to model units (see the module docstring).
+RESPONSE_TRANSFORMS = ("scale", "shift")
+
+
+def response_minimum(stats: Statistics) -> float:
+    """The smallest training response over all neurons (negative for ΔF/F or z-scores)."""
+    values = stats["responses"].get("min")
+    return float(np.nanmin(values)) if values is not None and np.size(values) else 0.0
+
+
+def has_negative_responses(stats: Statistics) -> bool:
+    """True when responses are clearly not counts: below zero by more than float noise."""
+    std = np.asarray(stats["responses"]["std"], dtype=np.float64)
+    tolerance = 1e-3 * float(np.nanmean(std)) if std.size else 0.0
+    return response_minimum(stats) < -tolerance
+
+
+def check_response_sign(
+    session: Session, stats: Statistics, loss: str, response_transform: str = "scale"
+) -> None:
+    """Refuse a count loss on signed traces with a message that gives the user the choice.
+
+    A Poisson loss on negative targets is undefined (NaN gradients, or a silently wrong fit).
+    """
+    if response_transform not in RESPONSE_TRANSFORMS:
+        raise ValueError(
+            f"response_transform must be one of {RESPONSE_TRANSFORMS}, got {response_transform!r}"
+        )
+    if loss != "poisson" or response_transform == "shift" or not has_negative_responses(stats):
+        return
+    minimum = response_minimum(stats)
+    raise DataFormatError(
+        session.path / "data" / "responses",
+        f"responses of session {session.session_id!r} go down to {minimum:.3g}: they look "
+        "like ΔF/F or z-scored traces, not deconvolved activity, and a Poisson loss needs "
+        "non-negative targets. Choose one: train with a loss for real-valued responses "
+        "(--loss gaussian, i.e. `loss: gaussian` in the config), or shift each neuron by its "
+        "training minimum (--response-transform shift). See docs/data.md, 'Responses that are "
+        "not counts'.",
+    )
+
+
 class Normalizer:
     """Maps raw arrays to the model's units and back; ``inverse(transform(x)) == x``."""
 
-    def __init__(self, stats: Statistics) -> None:
+    def __init__(self, stats: Statistics, response_transform: str = "scale") -> None:
+        if response_transform not in RESPONSE_TRANSFORMS:
+            raise ValueError(
+                f"response_transform must be one of {RESPONSE_TRANSFORMS}, "
+                f"got {response_transform!r}"
+            )
         v = stats.values
+        self.response_transform = response_transform
         self.video_mean = float(v["video"]["mean"])
         self.video_std = float(v["video"]["std"]) or 1.0
         std = np.asarray(v["responses"]["std"], dtype=np.float64)
         floor = 0.01 * float(np.nanmean(std)) if std.size else 1.0
         self.response_scale = np.where(std > floor, std, floor if floor > 0 else 1.0)
+        self.response_shift = (
+            np.minimum(np.asarray(v["responses"]["min"], dtype=np.float64), 0.0)
+            if response_transform == "shift"
+            else np.zeros_like(self.response_scale)
+        )
         self.behavior_mean = np.asarray(v["behavior"]["mean"], dtype=np.float64)
         self.behavior_std = _safe_std(v["behavior"]["std"])
         self.pupil_mean = np.asarray(v["pupil_center"]["mean"], dtype=np.float64)
@@ -182,7 +237,7 @@ class Normalizer:
     def _params(self, modality: str) -> tuple:
         return {
             "video": (self.video_mean, self.video_std),
-            "responses": (0.0, self.response_scale),
+            "responses": (self.response_shift, self.response_scale),
             "behavior": (self.behavior_mean, self.behavior_std),
             "pupil_center": (self.pupil_mean, self.pupil_std),
         }[modality]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cortexfm.data.errors import DataFormatError
+from cortexfm.data.fnn import is_fnn_folder
 from cortexfm.data.session import (
     DynamicSession,
     Session,
@@ -48,12 +49,13 @@ def summarize(session: Session) -> dict:
     per_tier: dict[str, dict] = {}
     for tier in dict.fromkeys(session.tiers):
         ids = session.trials_in(str(tier))
-        clips = session.video_ids[ids]
+        counts = np.unique(session.video_ids[ids].astype(str), return_counts=True)[1]
         per_tier[str(tier)] = {
             "trials": len(ids),
             "minutes": round(float(lengths[ids].sum()) / session.frame_rate / 60, 2),
-            "unique_clips": len(set(clips)),
-            "max_repeats": int(max(np.unique(clips, return_counts=True)[1], default=0)),
+            "unique_clips": len(counts),
+            "repeated_clips": int(np.sum(counts > 1)),
+            "max_repeats": int(counts.max(initial=0)),
         }
     return {
         "session_id": session.session_id,
@@ -69,7 +71,7 @@ def summarize(session: Session) -> dict:
 def validate_session(path: Path) -> SessionReport:
     report = SessionReport(path)
     try:
-        if (path / "data" / "images").is_dir():
+        if (path / "data" / "images").is_dir() or not (path / "data").is_dir():
             session = open_session(path)
         else:
             report.problems = _problems_of_dynamic(path)
@@ -87,10 +89,12 @@ def validate_tree(path: str | Path) -> list[SessionReport]:
     root = Path(path)
     if not root.is_dir():
         return [SessionReport(root, [f"{root}: folder does not exist"])]
-    if is_session_folder(root) or (root / "data").is_dir():
+    if is_session_folder(root) or (root / "data").is_dir() or is_fnn_folder(root):
         return [validate_session(root)]
     folders = sorted(p for p in root.iterdir() if p.is_dir())
-    candidates = [p for p in folders if (p / "data").is_dir() or (p / "meta").is_dir()]
+    candidates = [
+        p for p in folders if (p / "data").is_dir() or (p / "meta").is_dir() or is_session_folder(p)
+    ]
     if not candidates:
         return [SessionReport(root, [f"{root}: no session folders (with data/ and meta/) found"])]
     return [validate_session(p) for p in candidates]
@@ -111,7 +115,8 @@ def format_reports(reports: list[SessionReport]) -> str:
         for tier, t in s["tiers"].items():
             lines.append(
                 f"    {tier:<17} {t['trials']:>5} trials {t['minutes']:>8.2f} min "
-                f"{t['unique_clips']:>5} unique clips, up to {t['max_repeats']} repeats"
+                f"{t['unique_clips']:>5} unique clips ({t['repeated_clips']} repeated, "
+                f"up to {t['max_repeats']}x)"
             )
     ok = sum(not r.problems for r in reports)
     lines.append(f"{ok}/{len(reports)} session(s) valid")
