@@ -10,6 +10,7 @@ from pathlib import Path
 EXAMPLES = {
     "validate": "examples:\n  cortexfm validate ~/data/sensorium2023/dynamic29156-11-10-Video-...\n  cortexfm validate ~/data/sensorium2023   # every session inside",
     "simulate": "examples:\n  cortexfm simulate --mice 4 --neurons 1000 --minutes 20 --out data/sim\n  cortexfm simulate --mice 1 --neurons 200 --minutes 2 --images ../shared/data/stimuli/sensorium2022_images --out /tmp/sim",
+    "train": "examples:\n  cortexfm train --data data/sim --out runs/foundation\n  cortexfm train --data data/sim --out runs/foundation --preset tiny train.max_steps=200\n  cortexfm train --data data/sim --out runs/foundation --resume\n  cortexfm train --data ~/dff_cohort --out runs/dff --loss gaussian\n  torchrun --nproc_per_node=4 -m cortexfm train --data data/sim --out runs/ddp train.batches_per_step=4",
     "demo": "examples:\n  cortexfm demo\n  cortexfm demo --out runs/demo --quick",
 }
 
@@ -53,6 +54,35 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for batch in tqdm(make_loader(windows), total=len(windows), desc="streaming windows"):
         frames += batch["video"].shape[0] * batch["video"].shape[1]
     print(f"streamed {frames} frames in {time.perf_counter() - t0:.2f} s; outputs under {out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cortexfm.data import open_cohort
+    from cortexfm.train import load_run_config, train
+
+    overrides = list(args.overrides)
+    if args.loss:
+        overrides.append(f"train.loss={args.loss}")
+        if args.loss == "gaussian":
+            overrides.append("model.readout.output=identity")
+    if args.response_transform:
+        overrides.append(f"train.response_transform={args.response_transform}")
+    if args.max_steps is not None:
+        overrides.append(f"train.max_steps={args.max_steps}")
+    if args.max_minutes is not None:
+        overrides.append(f"train.max_minutes={args.max_minutes}")
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    config = load_run_config(args.config, overrides, preset_name=args.preset)
+    cohort = open_cohort(args.data)
+    if args.sessions:
+        cohort = cohort.subset(args.sessions.split(","))
+    result = train(cohort, config, args.out, resume=args.resume)
+    print(
+        f"trained {result.steps} steps; best validation correlation {result.best_score:.4f} "
+        f"at step {result.best_step}; checkpoints in {result.out_dir}"
+    )
     return 0
 
 
@@ -114,6 +144,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser(
+        "train",
+        help="train a foundation model on a cohort (one process, or many with torchrun)",
+        epilog=EXAMPLES["train"],
+        formatter_class=fmt,
+    )
+    p.add_argument("--data", required=True, help="cohort folder (or one session folder)")
+    p.add_argument("--out", required=True, help="output folder for checkpoints and logs")
+    p.add_argument("--config", default=None, help="JSON or TOML run config")
+    p.add_argument("--preset", default=None, choices=["tiny", "cpu", "paper"])
+    p.add_argument("--sessions", default=None, help="comma-separated session ids to use")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument(
+        "--loss",
+        choices=["poisson", "gaussian"],
+        default=None,
+        help="gaussian: for real-valued responses (ΔF/F, z-scores)",
+    )
+    p.add_argument(
+        "--response-transform",
+        choices=["scale", "shift"],
+        default=None,
+        help="shift: subtract each neuron's training minimum (ΔF/F with poisson)",
+    )
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "overrides", nargs="*", help="config overrides, e.g. train.lr=1e-3 model.core.hidden=48"
+    )
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
         "demo",
         help="run the end-to-end demo on the built-in simulated cohort",
         epilog=EXAMPLES["demo"],
@@ -128,7 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    from cortexfm.data.errors import DataFormatError
+
+    try:
+        return int(args.func(args) or 0)
+    except (DataFormatError, FileNotFoundError, KeyError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"cortexfm {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

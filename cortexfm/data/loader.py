@@ -50,7 +50,8 @@ class TrainingWindows(IterableDataset):
     Yields dicts: ``session_id`` (str), ``video`` ``[batch, time, height, width]``,
     ``responses`` ``[batch, time, neurons]``, ``behavior`` ``[batch, time, 2]``,
     ``pupil_center`` ``[batch, time, 2]`` (float32 tensors, normalised unless
-    ``normalize=False``), ``trial_id`` and ``start`` ``[batch]``.
+    ``normalize=False``; ``normalizers`` maps session id to a :class:`Normalizer` when the
+    defaults are not wanted), ``trial_id`` and ``start`` ``[batch]``.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class TrainingWindows(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         tiers: Sequence[str] = (schema.TRAIN_TIER,),
+        normalizers: dict[str, Normalizer] | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= rank < world_size:
@@ -69,9 +71,9 @@ class TrainingWindows(IterableDataset):
         self.cohort, self.config = cohort, config
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
-        self.normalizers = (
-            {s.session_id: Normalizer(session_statistics(s)) for s in cohort} if normalize else None
-        )
+        if normalize and normalizers is None:
+            normalizers = {s.session_id: Normalizer(session_statistics(s)) for s in cohort}
+        self.normalizers = normalizers if normalize else None
         self._trials: list[np.ndarray] = []
         self._starts: list[np.ndarray] = []  # number of window start positions per trial
         for s in cohort:

@@ -1,0 +1,195 @@
+"""Typed configuration of the model, with the ``tiny``, ``cpu`` and ``paper`` presets.
+
+Swapping a component is a config change: e.g. ``core.recurrent = "none"`` drops the ConvLSTM,
+``readout.sample = False`` reads out at the mean position during training too.
+A config round-trips through JSON (``to_dict`` / ``from_dict``); ``apply_overrides`` takes
+dotted ``key=value`` strings such as ``core.hidden=48``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any, Literal
+
+
+@dataclass
+class PerspectiveConfig:
+    """Eye position -> eye rotation -> rays from a retina grid onto the monitor plane."""
+
+    retina_size: tuple[int, int] = (36, 64)  # [height, width] of the sampled retinal image
+    hidden: int = 16  # MLP width (pupil centre -> rotation)
+    monitor_half_width: float = 1.732  # tan(60 deg): a 120-degree-wide monitor at distance 1
+    monitor_half_height: float = 0.668  # tan(33.75 deg)
+
+
+@dataclass
+class ModulationConfig:
+    """Behaviour (pupil, running and their temporal derivatives) -> MLP -> LSTM."""
+
+    hidden: int = 16
+    features: int = 8  # LSTM units fed into the recurrent core
+
+
+@dataclass
+class CoreConfig:
+    """Causal (2+1)D feed-forward convolutions, then a ConvLSTM at reduced resolution."""
+
+    channels: tuple[int, ...] = (16, 32)  # per feed-forward layer
+    spatial_kernels: tuple[int, ...] = (7, 3)
+    strides: tuple[int, ...] = (2, 2)
+    temporal_kernels: tuple[int, ...] = (5, 3)  # causal: frame t sees frames t-k+1..t
+    recurrent: Literal["convlstm", "none"] = "convlstm"
+    hidden: int = 32  # ConvLSTM channels (the feature map the readouts sample)
+    recurrent_kernel: int = 3
+
+
+@dataclass
+class ReadoutConfig:
+    """Per neuron: a Gaussian position on the feature map, a feature-weight vector, a bias."""
+
+    sample: bool = True  # sample positions from the Gaussian while training (mean at test)
+    init_sigma: float = 0.1  # initial position spread, in feature-map units ([-1, 1])
+    output: Literal["softplus", "exp", "identity"] = "softplus"
+
+
+@dataclass
+class ModelConfig:
+    perspective: PerspectiveConfig = field(default_factory=PerspectiveConfig)
+    modulation: ModulationConfig = field(default_factory=ModulationConfig)
+    core: CoreConfig = field(default_factory=CoreConfig)
+    readout: ReadoutConfig = field(default_factory=ReadoutConfig)
+
+    def __post_init__(self) -> None:
+        c = self.core
+        n = len(c.channels)
+        if not (len(c.spatial_kernels) == len(c.strides) == len(c.temporal_kernels) == n):
+            raise ValueError(
+                "core.channels, core.spatial_kernels, core.strides and core.temporal_kernels "
+                f"must have the same length, got {n}, {len(c.spatial_kernels)}, "
+                f"{len(c.strides)}, {len(c.temporal_kernels)}"
+            )
+        if c.recurrent not in ("convlstm", "none"):
+            raise ValueError(f"core.recurrent must be 'convlstm' or 'none', got {c.recurrent!r}")
+        if self.readout.output not in ("softplus", "exp", "identity"):
+            raise ValueError(
+                f"readout.output must be softplus, exp or identity, got {self.readout.output!r}"
+            )
+
+
+def preset(name: str) -> ModelConfig:
+    """``tiny`` (tests), ``cpu`` (the default; 36x64 input) or ``paper`` (144x256, ~4.5M core)."""
+    if name == "tiny":
+        return ModelConfig(
+            perspective=PerspectiveConfig(retina_size=(18, 32), hidden=8),
+            modulation=ModulationConfig(hidden=8, features=4),
+            core=CoreConfig(
+                channels=(8,),
+                spatial_kernels=(5,),
+                strides=(2,),
+                temporal_kernels=(3,),
+                hidden=8,
+            ),
+        )
+    if name == "cpu":
+        return ModelConfig()
+    if name == "paper":
+        return ModelConfig(
+            perspective=PerspectiveConfig(retina_size=(144, 256), hidden=32),
+            modulation=ModulationConfig(hidden=32, features=16),
+            core=CoreConfig(
+                channels=(64, 128, 128, 256),
+                spatial_kernels=(11, 5, 5, 3),
+                strides=(2, 2, 1, 2),
+                temporal_kernels=(7, 5, 3, 3),
+                hidden=256,
+                recurrent_kernel=3,
+            ),
+        )
+    raise ValueError(f"unknown preset {name!r}; choose tiny, cpu or paper")
+
+
+PRESETS = ("tiny", "cpu", "paper")
+
+
+# -- (de)serialisation shared by every config dataclass ----------------------------------------
+
+
+def to_dict(config: Any) -> dict:
+    return json.loads(json.dumps(asdict(config)))
+
+
+def from_dict(cls: type, data: dict) -> Any:
+    """Build a (nested) config dataclass from a dict; unknown keys are an error."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(known)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if _has_defaults(cls) else None
+        if is_dataclass(default) and isinstance(value, dict):
+            kwargs[name] = from_dict(type(default), value)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _has_defaults(cls: type) -> bool:
+    try:
+        cls()
+    except TypeError:
+        return False
+    return True
+
+
+def _parse_value(text: str, current: Any) -> Any:
+    if isinstance(current, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"expected true/false, got {text!r}")
+    if isinstance(current, tuple):
+        items = [s for s in text.strip("()[] ").split(",") if s.strip()]
+        kind = type(current[0]) if current else int
+        return tuple(kind(s.strip()) for s in items)
+    if isinstance(current, int):
+        return int(text)
+    if isinstance(current, float):
+        return float(text)
+    if current is None:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+def apply_overrides(config: Any, overrides: list[str]) -> Any:
+    """Return a copy of ``config`` with dotted ``key=value`` overrides applied."""
+    data = to_dict(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value (e.g. core.hidden=48)")
+        key, text = item.split("=", 1)
+        node, obj = data, config
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"unknown config section {part!r} in override {item!r}")
+            node, obj = node[part], getattr(obj, part)
+        last = parts[-1]
+        if last not in node:
+            raise ValueError(f"unknown config field {key!r}; known here: {sorted(node)}")
+        try:
+            node[last] = _parse_value(text.strip(), getattr(obj, last))
+        except ValueError as err:
+            raise ValueError(f"override {item!r}: {err}") from None
+        if isinstance(node[last], tuple):
+            node[last] = list(node[last])
+    return from_dict(type(config), data)

@@ -1,0 +1,119 @@
+"""The core, shared by every mouse: causal (2+1)D convolutions, then a ConvLSTM.
+
+Each feed-forward layer is a spatial convolution (with stride) followed by a causal temporal
+convolution: frame t sees input frames t-k+1..t only. The last ``k-1`` input frames of each
+temporal convolution are carried in the state, so a video streamed in chunks gives exactly the
+output of one call. The ConvLSTM runs at the reduced resolution and receives the modulation
+features (behaviour) as a per-channel input to its gates.
+
+``retina [batch, time, H, W]`` + ``modulation [batch, time, M]`` ->
+``features [batch, time, C, h, w]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cortexfm.model.config import CoreConfig
+
+#: ``(temporal buffers, one [batch, C, k-1, h, w] per layer; ConvLSTM h; ConvLSTM c)``
+CoreState = tuple[list[Tensor], Tensor | None, Tensor | None]
+
+
+class CausalConvLayer(nn.Module):
+    """Spatial ``k x k`` convolution (stride s), then a causal temporal convolution."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, temporal: int) -> None:
+        super().__init__()
+        self.spatial = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2)
+        self.temporal = nn.Conv3d(c_out, c_out, (temporal, 1, 1))
+        self.history = temporal - 1
+
+    def forward(self, x: Tensor, buffer: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``x [batch, time, C, H, W]`` -> ``[batch, time, C', h, w]`` and the new buffer."""
+        b, t = x.shape[:2]
+        y = F.gelu(self.spatial(x.flatten(0, 1)))
+        y = y.unflatten(0, (b, t)).transpose(1, 2)  # [b, C', t, h, w]
+        if buffer is None:
+            buffer = y.new_zeros(b, y.shape[1], self.history, *y.shape[-2:])
+        padded = torch.cat([buffer, y], dim=2)
+        out = F.gelu(self.temporal(padded)).transpose(1, 2)
+        return out, padded[:, :, padded.shape[2] - self.history :]
+
+
+class ConvLSTM(nn.Module):
+    """A convolutional LSTM; the input convolution runs for all frames at once."""
+
+    def __init__(self, c_in: int, modulation: int, hidden: int, kernel: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.input_conv = nn.Conv2d(c_in, 4 * hidden, kernel, padding=kernel // 2)
+        self.modulation = nn.Linear(modulation, 4 * hidden, bias=False)
+        self.hidden_conv = nn.Conv2d(hidden, 4 * hidden, kernel, padding=kernel // 2, bias=False)
+        with torch.no_grad():  # forget gate bias 1: remember by default
+            self.input_conv.bias[hidden : 2 * hidden].fill_(1.0)
+
+    def forward(
+        self, x: Tensor, modulation: Tensor, h: Tensor | None, c: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        b, t = x.shape[:2]
+        gates_x = self.input_conv(x.flatten(0, 1)).unflatten(0, (b, t))
+        gates_x = gates_x + self.modulation(modulation)[..., None, None]
+        if h is None or c is None:
+            h = x.new_zeros(b, self.hidden, *x.shape[-2:])
+            c = torch.zeros_like(h)
+        outputs = []
+        for gates_step in gates_x.unbind(1):  # unbind: one gradient buffer, not one per step
+            gates = gates_step + self.hidden_conv(h)
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outputs.append(h)
+        return torch.stack(outputs, dim=1), h, c
+
+
+class Core(nn.Module):
+    def __init__(self, config: CoreConfig, modulation_features: int) -> None:
+        super().__init__()
+        self.config = config
+        layers = []
+        c_in = 1
+        for c_out, k, s, kt in zip(
+            config.channels,
+            config.spatial_kernels,
+            config.strides,
+            config.temporal_kernels,
+            strict=True,
+        ):
+            layers.append(CausalConvLayer(c_in, c_out, k, s, kt))
+            c_in = c_out
+        self.layers = nn.ModuleList(layers)
+        self.recurrent = (
+            ConvLSTM(c_in, modulation_features, config.hidden, config.recurrent_kernel)
+            if config.recurrent == "convlstm"
+            else None
+        )
+        self.out_channels = config.hidden if self.recurrent is not None else c_in
+
+    def output_size(self, retina_size: tuple[int, int]) -> tuple[int, int]:
+        h, w = retina_size
+        for layer in self.layers:
+            conv = layer.spatial
+            k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+            h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        return h, w
+
+    def forward(
+        self, retina: Tensor, modulation: Tensor, state: CoreState | None = None
+    ) -> tuple[Tensor, CoreState]:
+        buffers, h, c = state if state is not None else ([None] * len(self.layers), None, None)
+        x = retina.unsqueeze(2)  # [b, t, 1, H, W]
+        new_buffers = []
+        for layer, buffer in zip(self.layers, buffers, strict=True):
+            x, buffer = layer(x, buffer)
+            new_buffers.append(buffer)
+        if self.recurrent is not None:
+            x, h, c = self.recurrent(x, modulation, h, c)
+        return x, (new_buffers, h, c)

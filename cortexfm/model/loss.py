@@ -1,0 +1,41 @@
+"""Output nonlinearities and losses; the first ``burn_in`` frames of each window are excluded.
+
+- ``poisson``: negative log-likelihood ``rate - target * log(rate)`` (constant terms dropped),
+  for non-negative targets (deconvolved activity);
+- ``gaussian``: mean squared error, for real-valued targets (ΔF/F, z-scored traces).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOSSES = ("poisson", "gaussian")
+_EPS = 1e-8
+
+
+def output_nonlinearity(x: Tensor, kind: str) -> Tensor:
+    if kind == "softplus":
+        return F.softplus(x)
+    if kind == "exp":
+        return torch.exp(x.clamp(max=20.0))
+    return x
+
+
+def response_loss(prediction: Tensor, target: Tensor, loss: str, burn_in: int = 0) -> Tensor:
+    """Mean loss over ``[batch, time, neurons]`` from frame ``burn_in`` on."""
+    if prediction.shape != target.shape:
+        raise ValueError(
+            f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ"
+        )
+    if burn_in >= prediction.shape[1]:
+        raise ValueError(
+            f"burn_in {burn_in} leaves no frames of a {prediction.shape[1]}-frame window"
+        )
+    p, y = prediction[:, burn_in:], target[:, burn_in:]
+    if loss == "poisson":
+        return (p - y * torch.log(p + _EPS)).mean()
+    if loss == "gaussian":
+        return ((p - y) ** 2).mean()
+    raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")

@@ -1,0 +1,231 @@
+"""The foundation model: one shared core, and per session a perspective, a modulation and a
+readout (plus that session's normalisation, so a checkpoint predicts from raw data alone).
+
+Data flow for session ``s`` (``B`` windows of ``T`` frames)::
+
+    video [B, T, H, W] --Perspective_s(pupil_center [B, T, 2])--> retina [B, T, h, w]
+    behavior [B, T, 2] --Modulation_s--> modulation [B, T, M]
+    retina, modulation --Core (shared)--> features [B, T, C, h', w']
+    features --Readout_s--> output nonlinearity --> responses [B, T, neurons]
+
+Recurrent state (``ModelState``) is passed in and returned, never kept inside modules, so a
+video can be streamed in chunks: chunked and whole-sequence predictions agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from cortexfm.data.statistics import Normalizer
+from cortexfm.model.config import ModelConfig
+from cortexfm.model.core import Core, CoreState
+from cortexfm.model.loss import output_nonlinearity
+from cortexfm.model.modulation import Modulation, ModulationState
+from cortexfm.model.perspective import Perspective
+from cortexfm.model.readout import PositionMap, Readout
+
+#: ``(modulation state, core state)`` of one batch of streams.
+ModelState = tuple[ModulationState, CoreState]
+
+
+@dataclass
+class SessionInfo:
+    """What the model needs to know about a session: its neurons and its normalisation."""
+
+    session_id: str
+    unit_ids: np.ndarray  # [neurons]
+    coordinates: np.ndarray  # [neurons, 3] µm (NaN when unknown)
+    normalizer: Normalizer
+
+    @property
+    def n_neurons(self) -> int:
+        return len(self.unit_ids)
+
+
+class Normalization(nn.Module):
+    """A session's normalisation as buffers (saved with the weights)."""
+
+    def __init__(self, normalizer: Normalizer) -> None:
+        super().__init__()
+
+        def buf(name: str, value) -> None:
+            self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=torch.float32))
+
+        buf("video_mean", normalizer.video_mean)
+        buf("video_std", normalizer.video_std)
+        buf("response_scale", normalizer.response_scale)
+        buf("response_shift", normalizer.response_shift)
+        buf("behavior_mean", normalizer.behavior_mean)
+        buf("behavior_std", normalizer.behavior_std)
+        buf("pupil_mean", normalizer.pupil_mean)
+        buf("pupil_std", normalizer.pupil_std)
+
+    def inputs(self, video: Tensor, behavior: Tensor, pupil_center: Tensor) -> tuple:
+        return (
+            (video - self.video_mean) / self.video_std,
+            (behavior - self.behavior_mean) / self.behavior_std,
+            (pupil_center - self.pupil_mean) / self.pupil_std,
+        )
+
+    def responses(self, normalised: Tensor) -> Tensor:
+        return normalised * self.response_scale + self.response_shift
+
+
+class SessionModules(nn.Module):
+    """Everything specific to one session."""
+
+    def __init__(self, config: ModelConfig, channels: int, info: SessionInfo) -> None:
+        super().__init__()
+        self.perspective = Perspective(config.perspective)
+        self.modulation = Modulation(config.modulation)
+        self.readout = Readout(config.readout, channels, info.coordinates)
+        self.normalization = Normalization(info.normalizer)
+        self.register_buffer("unit_ids", torch.as_tensor(np.asarray(info.unit_ids, dtype=np.int64)))
+
+
+class FoundationModel(nn.Module):
+    def __init__(self, config: ModelConfig, sessions: list[SessionInfo]) -> None:
+        super().__init__()
+        self.config = config
+        self.core = Core(config.core, config.modulation.features)
+        self.position_map = PositionMap()
+        self.sessions = nn.ModuleDict()
+        self.session_ids: list[str] = []
+        for info in sessions:
+            self.add_session(info)
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def _key(self, session_id: str) -> str:
+        try:
+            return f"s{self.session_ids.index(session_id)}"
+        except ValueError:
+            raise KeyError(
+                f"unknown session id {session_id!r}; this model has {self.session_ids}"
+            ) from None
+
+    def add_session(self, info: SessionInfo) -> None:
+        """Give the model a new session (a new mouse) with fresh session modules."""
+        if info.session_id in self.session_ids:
+            raise ValueError(f"session {info.session_id!r} is already in the model")
+        if len(info.coordinates) != info.n_neurons:
+            raise ValueError(
+                f"session {info.session_id!r}: {len(info.coordinates)} coordinates for "
+                f"{info.n_neurons} neurons"
+            )
+        self.session_ids.append(info.session_id)
+        self.sessions[self._key(info.session_id)] = SessionModules(
+            self.config, self.core.out_channels, info
+        )
+
+    def session(self, session_id: str) -> SessionModules:
+        return self.sessions[self._key(session_id)]  # type: ignore[return-value]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The core and the coordinate-to-position map: shared by all mice."""
+        return [*self.core.parameters(), *self.position_map.parameters()]
+
+    def session_parameters(self, session_id: str) -> list[nn.Parameter]:
+        return list(self.session(session_id).parameters())
+
+    def n_neurons(self, session_id: str) -> int:
+        return self.session(session_id).readout.n_neurons
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        session_id: str,
+        video: Tensor,
+        behavior: Tensor,
+        pupil_center: Tensor,
+        state: ModelState | None = None,
+        sample: bool | None = None,
+    ) -> tuple[Tensor, ModelState]:
+        """Normalised inputs -> predicted normalised responses ``[batch, time, neurons]``.
+
+        ``video [batch, time, H, W]``, ``behavior [batch, time, 2]``,
+        ``pupil_center [batch, time, 2]``. ``sample`` (default: ``self.training`` and
+        ``readout.sample``) draws readout positions from their Gaussians.
+        """
+        _check_inputs(video, behavior, pupil_center)
+        modules = self.session(session_id)
+        if sample is None:
+            sample = self.training and self.config.readout.sample
+        modulation_state, core_state = state if state is not None else (None, None)
+        retina = modules.perspective(video, pupil_center)
+        modulation, modulation_state = modules.modulation(behavior, modulation_state)
+        features, core_state = self.core(retina, modulation, core_state)
+        x = modules.readout(features, self.position_map, sample)
+        return output_nonlinearity(x, self.config.readout.output), (modulation_state, core_state)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        session_id: str,
+        video: Tensor | np.ndarray,
+        behavior: Tensor | np.ndarray,
+        pupil_center: Tensor | np.ndarray,
+        state: ModelState | None = None,
+        chunk: int = 300,
+    ) -> tuple[Tensor, ModelState]:
+        """Raw inputs -> predicted raw responses, streamed causally in chunks of frames.
+
+        Inputs may be unbatched (``video [time, H, W]``) or batched over videos
+        (``[batch, time, H, W]``); the output matches (``[time, neurons]`` or
+        ``[batch, time, neurons]``). Pass the returned state to continue a stream.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            device = next(self.parameters()).device
+            tensors = [
+                torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+                for x in (video, behavior, pupil_center)
+            ]
+            unbatched = tensors[0].ndim == 3
+            if unbatched:
+                tensors = [x.unsqueeze(0) for x in tensors]
+            video_t, behavior_t, pupil_t = (
+                x.to(device=device, dtype=torch.float32) for x in tensors
+            )
+            _check_inputs(video_t, behavior_t, pupil_t)
+            norm = self.session(session_id).normalization
+            video_t, behavior_t, pupil_t = norm.inputs(video_t, behavior_t, pupil_t)
+            outputs = []
+            for start in range(0, video_t.shape[1], chunk):
+                stop = start + chunk
+                out, state = self(
+                    session_id,
+                    video_t[:, start:stop],
+                    behavior_t[:, start:stop],
+                    pupil_t[:, start:stop],
+                    state,
+                    sample=False,
+                )
+                outputs.append(norm.responses(out))
+            responses = torch.cat(outputs, dim=1)
+            return (responses[0] if unbatched else responses), state  # type: ignore[return-value]
+        finally:
+            self.train(was_training)
+
+
+def _check_inputs(video: Tensor, behavior: Tensor, pupil_center: Tensor) -> None:
+    if video.ndim != 4:
+        raise ValueError(
+            f"video must be [batch, time, height, width], got shape {tuple(video.shape)}"
+        )
+    b, t = video.shape[:2]
+    for name, x in (("behavior", behavior), ("pupil_center", pupil_center)):
+        if x.shape != (b, t, 2):
+            raise ValueError(
+                f"{name} must be [batch, time, 2] = ({b}, {t}, 2) to match the video, "
+                f"got {tuple(x.shape)}"
+            )
+    for name, x in (("video", video), ("behavior", behavior), ("pupil_center", pupil_center)):
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or infinite values")

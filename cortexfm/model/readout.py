@@ -1,0 +1,81 @@
+"""Readout, one per session: each neuron reads the core's feature map at its own position.
+
+Per neuron ``n``:
+
+- a position ``mu_n`` on the feature map (in [-1, 1]^2): ``tanh(A @ coords_n + a + delta_n)``,
+  where ``coords_n`` are the neuron's cortical coordinates (z-scored within the session),
+  ``A, a`` a map shared by all mice (it lives with the core) and ``delta_n`` learned per neuron
+  (zero at initialisation, so positions start from cortical position);
+- a spread ``sigma_n``: while training the position is sampled from ``N(mu_n, sigma_n^2)``,
+  at test the mean is used;
+- a feature-weight vector ``w_n`` (the neuron's *barcode*) and a bias ``b_n``.
+
+``features [batch, time, C, h, w]`` -> ``responses [batch, time, neurons]`` (before the output
+nonlinearity). Memory is linear in the number of neurons.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cortexfm.model.config import ReadoutConfig
+
+
+class PositionMap(nn.Module):
+    """Cortical coordinates -> feature-map position, shared across mice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2, 2)
+        nn.init.eye_(self.linear.weight)
+        self.linear.weight.data.mul_(0.5)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, coords: Tensor) -> Tensor:
+        return self.linear(coords)
+
+
+def standardise_coordinates(coordinates: np.ndarray) -> np.ndarray:
+    """``[neurons, >=2]`` µm -> lateral (x, y) z-scored within the session; NaN -> 0."""
+    xy = np.asarray(coordinates, dtype=np.float64)[:, :2]
+    if not np.isfinite(xy).any():
+        return np.zeros((len(xy), 2), dtype=np.float32)
+    mean, std = np.nanmean(xy, axis=0), np.nanstd(xy, axis=0)
+    z = (xy - mean) / np.where(std > 0, std, 1.0)
+    return np.nan_to_num(z, nan=0.0).astype(np.float32)
+
+
+class Readout(nn.Module):
+    def __init__(self, config: ReadoutConfig, channels: int, coordinates: np.ndarray) -> None:
+        super().__init__()
+        self.config = config
+        n = len(coordinates)
+        self.register_buffer("coords", torch.from_numpy(standardise_coordinates(coordinates)))
+        self.delta = nn.Parameter(torch.zeros(n, 2))
+        self.log_sigma = nn.Parameter(torch.full((n,), float(np.log(config.init_sigma))))
+        self.weight = nn.Parameter(torch.randn(n, channels) / channels**0.5)  # the barcodes
+        self.bias = nn.Parameter(torch.zeros(n))
+
+    @property
+    def n_neurons(self) -> int:
+        return self.bias.shape[0]
+
+    def positions(self, position_map: PositionMap) -> Tensor:
+        """Mean positions ``[neurons, 2]`` (x, y) in [-1, 1]."""
+        return torch.tanh(position_map(self.coords) + self.delta)
+
+    def forward(self, features: Tensor, position_map: PositionMap, sample: bool) -> Tensor:
+        b, t, c, h, w = features.shape
+        mu = self.positions(position_map)
+        if sample:
+            noise = torch.randn(b, *mu.shape, device=mu.device, dtype=mu.dtype)
+            grid = mu + noise * self.log_sigma.exp()[:, None]  # [b, n, 2], one draw per window
+            grid = grid.unsqueeze(1).expand(b, t, -1, -1).reshape(b * t, 1, -1, 2)
+        else:
+            grid = mu.expand(b * t, 1, -1, -1)
+        sampled = F.grid_sample(features.reshape(b * t, c, h, w), grid, align_corners=True)
+        sampled = sampled.reshape(b, t, c, -1)  # [b, t, c, n]
+        return (sampled * self.weight.t()).sum(dim=2) + self.bias

@@ -1,0 +1,112 @@
+"""Training configuration; a run's config is the model config plus this, saved in checkpoints.
+
+A config file (``--config FILE``, JSON or TOML) holds ``preset``, and optionally ``model`` and
+``train`` sections overriding the preset; command-line ``key=value`` overrides come last, e.g.
+``train.max_steps=2000 model.core.hidden=48``.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cortexfm.model.config import ModelConfig, apply_overrides, from_dict, preset, to_dict
+
+
+@dataclass
+class TrainConfig:
+    loss: Literal["poisson", "gaussian"] = "poisson"
+    response_transform: Literal["scale", "shift"] = "scale"  # "shift" for ΔF/F with poisson
+    window: int = 64  # frames per training window
+    batch_size: int = 8  # windows per batch (one session per batch)
+    burn_in: int = 10  # first frames of each window excluded from the loss
+    batches_per_step: int = 1  # global batches per optimizer step (split across DDP ranks)
+    steps_per_epoch: int = 100  # validation, checkpoint and early-stopping interval
+    max_steps: int = 2000
+    max_minutes: float = 0.0  # wall-clock budget (0: none); stops at an epoch boundary
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd uses adaptive gradient clipping
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    agc_clip: float = 0.05  # sgd only: adaptive gradient clipping factor
+    warmup_steps: int = 100
+    min_lr_fraction: float = 0.05  # the cosine schedule ends at lr * this
+    grad_clip: float = 5.0  # global gradient-norm clip (0: off)
+    ema_decay: float = 0.0  # exponential moving average of weights (0: off)
+    early_stopping_patience: int = 5  # epochs without validation improvement (0: never stop)
+    validation_trials: int = 16  # per session (tier "validation")
+    sampling: Literal["proportional", "uniform"] = "proportional"
+    freeze_core: bool = False  # transfer: train only the session modules
+    amp: bool = True  # bfloat16 autocast on GPU (ignored on CPU)
+    tensorboard: bool = False
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    preset: str = "cpu"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        base = preset(str(data.get("preset", "cpu")))
+        model = from_dict(ModelConfig, _merge(to_dict(base), data.get("model", {})))
+        train = from_dict(TrainConfig, data.get("train", {}))
+        unknown = set(data) - {"preset", "model", "train"}
+        if unknown:
+            raise ValueError(
+                f"unknown config section(s) {sorted(unknown)}: use preset, model, train"
+            )
+        return cls(preset=str(data.get("preset", "cpu")), model=model, train=train)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = _merge(base[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_run_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    preset_name: str | None = None,
+) -> RunConfig:
+    """Preset, then the config file, then ``key=value`` overrides (``model.*`` / ``train.*``)."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: config file does not exist")
+        text = path.read_text()
+        try:
+            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+            raise ValueError(
+                f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({err})"
+            ) from None
+    if preset_name is not None:
+        data["preset"] = preset_name
+    config = RunConfig.from_dict(data)
+    overrides = list(overrides or [])
+    model_overrides = [o[len("model.") :] for o in overrides if o.startswith("model.")]
+    train_overrides = [o[len("train.") :] for o in overrides if o.startswith("train.")]
+    bad = [o for o in overrides if not o.startswith(("model.", "train."))]
+    if bad:
+        raise ValueError(f"override(s) {bad} must start with model. or train. (e.g. train.lr=1e-3)")
+    config.model = apply_overrides(config.model, model_overrides)
+    config.train = apply_overrides(config.train, train_overrides)
+    return config
