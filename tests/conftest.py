@@ -95,3 +95,16 @@ def cohort_dir(tmp_path: Path) -> Path:
 def assert_arrays_equal(a: np.ndarray, b: np.ndarray) -> None:
     assert a.dtype == b.dtype and a.shape == b.shape
     assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+
+@pytest.fixture(scope="session")
+def sim_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two small simulated mice (40 neurons, 30 s of training movie, 1 clip x 3 repeats)."""
+    from cortexfm.sim import SimulationConfig, simulate_cohort
+
+    config = SimulationConfig(
+        n_neurons=40, train_minutes=0.5, oracle_clips=1, repeats=3, ood_clips=0
+    )
+    root = tmp_path_factory.mktemp("sim_cohort")
+    simulate_cohort(root, 2, config, seed=0)
+    return root

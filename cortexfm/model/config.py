@@ -98,7 +98,7 @@ def preset(name: str) -> ModelConfig:
             perspective=PerspectiveConfig(retina_size=(144, 256), hidden=32),
             modulation=ModulationConfig(hidden=32, features=16),
             core=CoreConfig(
-                channels=(64, 128, 128, 256),
+                channels=(64, 128, 128, 128),
                 spatial_kernels=(11, 5, 5, 3),
                 strides=(2, 2, 1, 2),
                 temporal_kernels=(7, 5, 3, 3),

@@ -1,0 +1,178 @@
+"""The model's components: shapes, identity perspective, causality/streaming, scale, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cortexfm.data.statistics import Normalizer, Statistics
+from cortexfm.model import FoundationModel, SessionInfo, apply_overrides, preset, response_loss
+from cortexfm.model.config import ModelConfig, from_dict, to_dict
+from cortexfm.model.perspective import Perspective
+from cortexfm.train.config import load_run_config
+
+
+def _normalizer(n: int) -> Normalizer:
+    values = {
+        "video": {"mean": np.array(128.0), "std": np.array(60.0)},
+        "responses": {"mean": np.ones(n), "std": np.full(n, 2.0), "min": np.zeros(n)},
+        "behavior": {"mean": np.zeros(2), "std": np.ones(2)},
+        "pupil_center": {"mean": np.full(2, 120.0), "std": np.full(2, 3.0)},
+    }
+    return Normalizer(Statistics(values, "meta"))
+
+
+def _model(name: str = "tiny", sessions=(("a", 30), ("b", 20)), seed: int = 0) -> FoundationModel:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    infos = [
+        SessionInfo(sid, np.arange(n), rng.normal(size=(n, 3)) * 100, _normalizer(n))
+        for sid, n in sessions
+    ]
+    return FoundationModel(preset(name), infos)
+
+
+def _inputs(b: int, t: int, size=(36, 64), seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    video = torch.rand(b, t, *size, generator=g) * 255
+    behavior = torch.randn(b, t, 2, generator=g).cumsum(1) * 0.1
+    pupil = 120 + torch.randn(b, t, 2, generator=g).cumsum(1) * 0.3
+    return video, behavior, pupil
+
+
+def test_perspective_is_the_identity_at_initialisation_and_rotation_shifts_the_image():
+    config = preset("cpu").perspective
+    perspective = Perspective(config)
+    video = torch.zeros(1, 1, 36, 64)
+    video[..., 20:24, 30:34] = 1.0
+    same = perspective(video, torch.randn(1, 1, 2))
+    torch.testing.assert_close(same, video, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        perspective.eye[-1].bias[0] = 0.3  # yaw: the eye turns, the image moves across the retina
+    moved = perspective(video, torch.zeros(1, 1, 2))
+    columns = moved[0, 0].sum(0)
+    assert abs(float(columns.argmax()) - 31.5) > 3
+    assert moved.shape == video.shape
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu"])
+def test_chunked_streaming_equals_whole_sequence(name: str):
+    model = _model(name)
+    video, behavior, pupil = _inputs(2, 45)
+    whole, _ = model.predict("a", video, behavior, pupil, chunk=1000)
+    chunked, _ = model.predict("a", video, behavior, pupil, chunk=7)
+    assert whole.shape == (2, 45, 30)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+    # explicit state: two calls continue one stream
+    first, state = model.predict("a", video[:, :20], behavior[:, :20], pupil[:, :20])
+    second, _ = model.predict("a", video[:, 20:], behavior[:, 20:], pupil[:, 20:], state=state)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-5, rtol=1e-5)
+
+
+def test_prediction_is_causal():
+    model = _model()
+    video, behavior, pupil = _inputs(1, 30)
+    base, _ = model.predict("a", video, behavior, pupil)
+    video2 = video.clone()
+    video2[:, 20:] = 0
+    changed, _ = model.predict("a", video2, behavior, pupil)
+    torch.testing.assert_close(changed[:, :20], base[:, :20])
+    assert not torch.allclose(changed[:, 20:], base[:, 20:])
+
+
+def test_unbatched_prediction_and_raw_units():
+    model = _model()
+    video, behavior, pupil = _inputs(1, 12)
+    out, _ = model.predict("b", video[0].numpy(), behavior[0].numpy(), pupil[0].numpy())
+    assert out.shape == (12, 20)
+    assert torch.all(out >= 0)  # softplus rates, scaled back by the response scale
+
+
+def test_bad_inputs_give_clear_errors():
+    model = _model()
+    video, behavior, pupil = _inputs(1, 10)
+    with pytest.raises(KeyError, match="unknown session id 'zzz'"):
+        model.predict("zzz", video, behavior, pupil)
+    with pytest.raises(ValueError, match=r"behavior must be \[batch, time, 2\]"):
+        model.predict("a", video, behavior[:, :5], pupil)
+    bad = video.clone()
+    bad[0, 3, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="video contains NaN"):
+        model.predict("a", bad, behavior, pupil)
+    with pytest.raises(ValueError, match="video must be"):
+        model.predict("a", video[0, 0], behavior, pupil)
+
+
+def test_readout_memory_is_linear_and_a_100k_neuron_model_runs():
+    small = _model("cpu", sessions=(("a", 1000),))
+    large = _model("cpu", sessions=(("a", 2000),))
+    per_neuron = (
+        sum(p.numel() for p in large.session("a").readout.parameters())
+        - sum(p.numel() for p in small.session("a").readout.parameters())
+    ) / 1000
+    assert per_neuron == small.core.out_channels + 4  # barcode + 2 position offsets + sigma + bias
+    sizes = [100_000 // 14 + (1 if i < 100_000 % 14 else 0) for i in range(14)]
+    model = _model("cpu", sessions=tuple((f"m{i}", n) for i, n in enumerate(sizes)))
+    assert sum(model.n_neurons(s) for s in model.session_ids) == 100_000
+    video, behavior, pupil = _inputs(1, 3)
+    for sid in model.session_ids:
+        out, _ = model.predict(sid, video, behavior, pupil)
+        assert out.shape == (1, 3, model.n_neurons(sid)) and torch.isfinite(out).all()
+
+
+def test_losses_skip_burn_in_frames():
+    target = torch.rand(2, 10, 3)
+    pred = torch.rand(2, 10, 3) + 0.1
+    garbage = pred.clone()
+    garbage[:, :4] = 100.0
+    assert response_loss(garbage, target, "poisson", burn_in=4) == response_loss(
+        pred, target, "poisson", burn_in=4
+    )
+    expected = (pred - target * torch.log(pred + 1e-8)).mean()
+    torch.testing.assert_close(response_loss(pred, target, "poisson"), expected)
+    torch.testing.assert_close(
+        response_loss(pred, target, "gaussian"), ((pred - target) ** 2).mean()
+    )
+    with pytest.raises(ValueError, match="burn_in"):
+        response_loss(pred, target, "poisson", burn_in=10)
+    with pytest.raises(ValueError, match="unknown loss"):
+        response_loss(pred, target, "laplace")
+
+
+def test_presets_and_the_paper_core_size():
+    paper = FoundationModel(preset("paper"), [])
+    n = sum(p.numel() for p in paper.core.parameters())
+    assert 3.5e6 < n < 5.5e6, n
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("huge")
+
+
+def test_config_overrides_files_and_round_trip(tmp_path):
+    config = apply_overrides(
+        preset("cpu"), ["core.hidden=48", "readout.sample=false", "core.channels=8,16"]
+    )
+    assert (
+        config.core.hidden == 48
+        and config.readout.sample is False
+        and config.core.channels == (8, 16)
+    )
+    assert from_dict(ModelConfig, json.loads(json.dumps(to_dict(config)))) == config
+    with pytest.raises(ValueError, match="unknown config field"):
+        apply_overrides(config, ["core.hiden=3"])
+    with pytest.raises(ValueError, match="same length"):
+        apply_overrides(config, ["core.strides=2"])
+    toml = tmp_path / "run.toml"
+    toml.write_text('preset = "tiny"\n[train]\nlr = 0.01\n[model.core]\nhidden = 6\n')
+    run = load_run_config(toml, ["train.max_steps=7"])
+    assert (run.preset, run.train.lr, run.model.core.hidden, run.train.max_steps) == (
+        "tiny",
+        0.01,
+        6,
+        7,
+    )
+    assert run.model.core.channels == preset("tiny").core.channels
+    with pytest.raises(ValueError, match="must start with model. or train."):
+        load_run_config(None, ["lr=3"])
