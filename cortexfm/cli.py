@@ -11,6 +11,8 @@ EXAMPLES = {
     "validate": "examples:\n  cortexfm validate ~/data/sensorium2023/dynamic29156-11-10-Video-...\n  cortexfm validate ~/data/sensorium2023   # every session inside",
     "simulate": "examples:\n  cortexfm simulate --mice 4 --neurons 1000 --minutes 20 --out data/sim\n  cortexfm simulate --mice 1 --neurons 200 --minutes 2 --images ../shared/data/stimuli/sensorium2022_images --out /tmp/sim",
     "train": "examples:\n  cortexfm train --data data/sim --out runs/foundation\n  cortexfm train --data data/sim --out runs/foundation --preset tiny train.max_steps=200\n  cortexfm train --data data/sim --out runs/foundation --resume\n  cortexfm train --data ~/dff_cohort --out runs/dff --loss gaussian\n  torchrun --nproc_per_node=4 -m cortexfm train --data data/sim --out runs/ddp train.batches_per_step=4",
+    "evaluate": "examples:\n  cortexfm evaluate runs/foundation/best.safetensors --data data/sim --out runs/foundation/eval\n  cortexfm evaluate runs/transfer/best.safetensors --data data/new_mouse --tiers oracle",
+    "transfer": "examples:\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --minutes 4 --out runs/new4\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --minutes 4 --from-scratch --out runs/new4_individual\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --out runs/new_all train.max_steps=1000",
     "demo": "examples:\n  cortexfm demo\n  cortexfm demo --out runs/demo --quick",
 }
 
@@ -82,6 +84,50 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(
         f"trained {result.steps} steps; best validation correlation {result.best_score:.4f} "
         f"at step {result.best_step}; checkpoints in {result.out_dir}"
+    )
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from cortexfm.data import open_cohort
+    from cortexfm.evaluate.run import evaluate_cohort, format_summary
+    from cortexfm.train import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint).model
+    cohort = open_cohort(args.data)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluation"
+    tiers = tuple(args.tiers.split(",")) if args.tiers else None
+    _, summary = evaluate_cohort(model, cohort, out, **({"tiers": tiers} if tiers else {}))
+    print(format_summary(summary))
+    print(f"per-neuron scores, summary and plots in {out}")
+    return 0
+
+
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    from cortexfm.data import open_cohort
+    from cortexfm.train.transfer import transfer
+
+    bad = [o for o in args.overrides if not o.startswith("train.")]
+    if bad:
+        raise ValueError(
+            f"transfer overrides must be train.* fields (the model is the foundation's): {bad}"
+        )
+    overrides = [o[len("train.") :] for o in args.overrides]
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    result = transfer(
+        args.checkpoint,
+        open_cohort(args.data),
+        args.out,
+        minutes=args.minutes,
+        from_scratch=args.from_scratch,
+        overrides=overrides,
+        resume=args.resume,
+    )
+    kind = "individual model (from scratch)" if args.from_scratch else "foundation transfer"
+    print(
+        f"{kind}: {result.steps} steps, best validation correlation {result.best_score:.4f}; "
+        f"checkpoints in {result.out_dir}"
     )
     return 0
 
@@ -176,6 +222,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
+        "evaluate",
+        help="score a checkpoint on a cohort's test trials (CC_norm, single-trial, Sensorium)",
+        epilog=EXAMPLES["evaluate"],
+        formatter_class=fmt,
+    )
+    p.add_argument("checkpoint", help="a .safetensors checkpoint")
+    p.add_argument("--data", required=True, help="cohort or session folder")
+    p.add_argument("--out", default=None, help="output folder (default: next to the checkpoint)")
+    p.add_argument("--tiers", default=None, help="comma-separated tiers (default: all test tiers)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "transfer",
+        help="adapt a foundation model to new mice (frozen core), or train them from scratch",
+        epilog=EXAMPLES["transfer"],
+        formatter_class=fmt,
+    )
+    p.add_argument("checkpoint", help="the foundation model's checkpoint")
+    p.add_argument("--data", required=True, help="the new mouse's session folder (or a cohort)")
+    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="use only the first M minutes of training trials",
+    )
+    p.add_argument(
+        "--from-scratch", action="store_true", help="train every parameter (the individual model)"
+    )
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("overrides", nargs="*", help="train.* overrides, e.g. train.max_steps=300")
+    p.set_defaults(func=_cmd_transfer)
+
+    p = sub.add_parser(
         "demo",
         help="run the end-to-end demo on the built-in simulated cohort",
         epilog=EXAMPLES["demo"],
@@ -189,7 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come anywhere after the command (argparse stops collecting
+    # positionals once options start)
+    stray = [x for x in extra if "=" not in x or x.startswith("-")]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     from cortexfm.data.errors import DataFormatError
 
     try:

@@ -51,7 +51,8 @@ class TrainingWindows(IterableDataset):
     ``responses`` ``[batch, time, neurons]``, ``behavior`` ``[batch, time, 2]``,
     ``pupil_center`` ``[batch, time, 2]`` (float32 tensors, normalised unless
     ``normalize=False``; ``normalizers`` maps session id to a :class:`Normalizer` when the
-    defaults are not wanted), ``trial_id`` and ``start`` ``[batch]``.
+    defaults are not wanted), ``trial_id`` and ``start`` ``[batch]``. ``allowed_trials`` (session
+    id -> trial ids) restricts a session's windows to those trials, e.g. its first minutes.
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class TrainingWindows(IterableDataset):
         world_size: int = 1,
         tiers: Sequence[str] = (schema.TRAIN_TIER,),
         normalizers: dict[str, Normalizer] | None = None,
+        allowed_trials: dict[str, np.ndarray] | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= rank < world_size:
@@ -78,6 +80,8 @@ class TrainingWindows(IterableDataset):
         self._starts: list[np.ndarray] = []  # number of window start positions per trial
         for s in cohort:
             ids = s.trials_in(*tiers)
+            if allowed_trials is not None and s.session_id in allowed_trials:
+                ids = np.intersect1d(ids, np.asarray(allowed_trials[s.session_id]))
             n_starts = s.trial_lengths[ids] - config.window + 1
             keep = n_starts > 0
             self._trials.append(ids[keep])

@@ -160,9 +160,16 @@ def validation_correlation(
 
 class Trainer:
     def __init__(
-        self, cohort: Cohort, config: RunConfig, out_dir: str | Path, *, progress: bool = True
+        self,
+        cohort: Cohort,
+        config: RunConfig,
+        out_dir: str | Path,
+        *,
+        progress: bool = True,
+        allowed_trials: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.cohort, self.config = cohort, config
+        self.allowed_trials = allowed_trials
         self.out_dir = Path(out_dir)
         self.progress = progress
         self.dist = distributed.setup()
@@ -215,6 +222,7 @@ class Trainer:
                 seed=t.seed,
             ),
             normalizers=normalizers,
+            allowed_trials=self.allowed_trials,
         )
         self.optimizer = make_optimizer(self.model, self.config)
         self.ema: dict[str, torch.Tensor] = (
@@ -424,6 +432,11 @@ def train(
     resume: bool = False,
     model: FoundationModel | None = None,
     progress: bool = True,
+    allowed_trials: dict[str, np.ndarray] | None = None,
 ) -> TrainResult:
-    """Train (or, with ``model`` and ``freeze_core``, adapt) a model; see :class:`Trainer`."""
-    return Trainer(cohort, config, out_dir, progress=progress).fit(resume=resume, model=model)
+    """Train (or, with ``model`` and ``freeze_core``, adapt) a model; see :class:`Trainer`.
+
+    ``allowed_trials`` (session id -> trial ids) limits the training windows of a session.
+    """
+    trainer = Trainer(cohort, config, out_dir, progress=progress, allowed_trials=allowed_trials)
+    return trainer.fit(resume=resume, model=model)

@@ -1,0 +1,176 @@
+"""`cortexfm evaluate` and `cortexfm transfer` on a small simulated cohort."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cortexfm.cli import main as cli
+from cortexfm.data import open_session
+from cortexfm.train import load_checkpoint
+from cortexfm.train.transfer import first_minutes
+
+TINY = [
+    "train.max_steps=4",
+    "train.steps_per_epoch=2",
+    "train.warmup_steps=1",
+    "train.window=24",
+    "train.batch_size=2",
+    "train.burn_in=4",
+    "train.validation_trials=2",
+]
+
+
+@pytest.fixture(scope="module")
+def foundation(sim_cohort: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("foundation")
+    args = ["train", "--data", str(sim_cohort), "--out", str(out), "--preset", "tiny"]
+    assert cli([*args, "--sessions", "sim-mouse0-s0", *TINY]) == 0
+    return out / "best.safetensors"
+
+
+def test_first_minutes_takes_training_trials_in_order(sim_cohort: Path):
+    session = open_session(sim_cohort / "mouse1")
+    train = session.trials_in("train")
+    ids = first_minutes(session, 10 / 60)  # 10 s
+    assert np.array_equal(ids, train[: len(ids)])
+    assert session.trial_lengths[ids].sum() <= 10 * session.frame_rate or len(ids) == 1
+    assert np.array_equal(first_minutes(session, None), train)
+    with pytest.raises(ValueError, match="> 0"):
+        first_minutes(session, 0)
+
+
+def test_transfer_freezes_the_core_and_from_scratch_does_not(
+    foundation: Path, sim_cohort: Path, tmp_path: Path
+):
+    new = sim_cohort / "mouse1"
+    assert (
+        cli(
+            [
+                "transfer",
+                str(foundation),
+                "--data",
+                str(new),
+                "--out",
+                str(tmp_path / "fm"),
+                "--minutes",
+                "0.2",
+                "train.max_steps=4",
+                "train.steps_per_epoch=2",
+                "train.window=24",
+                "train.batch_size=2",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli(
+            [
+                "transfer",
+                str(foundation),
+                "--data",
+                str(new),
+                "--out",
+                str(tmp_path / "ind"),
+                "--minutes",
+                "0.2",
+                "--from-scratch",
+                "train.max_steps=4",
+                "train.steps_per_epoch=2",
+                "train.window=24",
+                "train.batch_size=2",
+            ]
+        )
+        == 0
+    )
+    base = load_checkpoint(foundation).model
+    adapted = load_checkpoint(tmp_path / "fm" / "last.safetensors").model
+    scratch = load_checkpoint(tmp_path / "ind" / "last.safetensors").model
+    assert adapted.session_ids == ["sim-mouse0-s0", "sim-mouse1-s0"]
+    assert scratch.session_ids == ["sim-mouse1-s0"]
+    for (name, a), b in zip(
+        base.core.state_dict().items(), adapted.core.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(
+            base.core.state_dict().values(), scratch.core.state_dict().values(), strict=True
+        )
+    )
+    # a mouse the foundation was trained on is not "new"
+    assert (
+        cli(
+            [
+                "transfer",
+                str(foundation),
+                "--data",
+                str(sim_cohort / "mouse0"),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
+
+
+def test_evaluate_writes_per_neuron_scores_summary_and_plots(
+    foundation: Path, sim_cohort: Path, tmp_path: Path, capsys
+):
+    out = tmp_path / "eval"
+    assert (
+        cli(
+            [
+                "evaluate",
+                str(foundation),
+                "--data",
+                str(sim_cohort / "mouse0"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    table = pd.read_csv(out / "neurons.csv")
+    session = open_session(sim_cohort / "mouse0")
+    natural = table[table.stimulus_type == table.stimulus_type.iloc[0]]
+    assert len(natural) == session.n_neurons
+    for column in (
+        "cc_abs",
+        "cc_max",
+        "cc_norm",
+        "feve",
+        "single_trial",
+        "sensorium_single_trial",
+        "sensorium_to_average",
+    ):
+        assert column in table and table[column].notna().any(), column
+    ok = table.cc_max > 0
+    np.testing.assert_allclose(table.cc_norm[ok], (table.cc_abs / table.cc_max)[ok], rtol=1e-9)
+    assert table.cc_norm[~ok].isna().all()  # no ceiling, no CC_norm
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"session_id", "stimulus_type", "cc_norm"} <= set(summary[0])
+    assert (out / "cc_norm.png").stat().st_size > 1000 and (
+        out / "traces.png"
+    ).stat().st_size > 1000
+    assert "cc_norm" in capsys.readouterr().out
+    # a session the model does not know gets a clear message
+    assert (
+        cli(
+            [
+                "evaluate",
+                str(foundation),
+                "--data",
+                str(sim_cohort / "mouse1"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert "cortexfm transfer" in capsys.readouterr().err
