@@ -13,6 +13,7 @@ EXAMPLES = {
     "train": "examples:\n  cortexfm train --data data/sim --out runs/foundation\n  cortexfm train --data data/sim --out runs/foundation --preset tiny train.max_steps=200\n  cortexfm train --data data/sim --out runs/foundation --resume\n  cortexfm train --data ~/dff_cohort --out runs/dff --loss gaussian\n  torchrun --nproc_per_node=4 -m cortexfm train --data data/sim --out runs/ddp train.batches_per_step=4",
     "evaluate": "examples:\n  cortexfm evaluate runs/foundation/best.safetensors --data data/sim --out runs/foundation/eval\n  cortexfm evaluate runs/transfer/best.safetensors --data data/new_mouse --tiers oracle",
     "transfer": "examples:\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --minutes 4 --out runs/new4\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --minutes 4 --from-scratch --out runs/new4_individual\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --out runs/new_all train.max_steps=1000",
+    "data-efficiency": "examples:\n  cortexfm data-efficiency runs/foundation/best.safetensors --data data/held_out --out runs/efficiency\n  cortexfm data-efficiency runs/foundation/best.safetensors --data data/held_out --minutes 2,4,all --seeds 0,1 train.max_steps=300",
     "demo": "examples:\n  cortexfm demo\n  cortexfm demo --out runs/demo --quick",
 }
 
@@ -129,6 +130,28 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
         f"{kind}: {result.steps} steps, best validation correlation {result.best_score:.4f}; "
         f"checkpoints in {result.out_dir}"
     )
+    return 0
+
+
+def _cmd_data_efficiency(args: argparse.Namespace) -> int:
+    from cortexfm.data import open_cohort
+    from cortexfm.evaluate.efficiency import data_efficiency, summarize_efficiency
+
+    bad = [o for o in args.overrides if not o.startswith("train.")]
+    if bad:
+        raise ValueError(f"overrides must be train.* fields: {bad}")
+    minutes = [None if m.strip() == "all" else float(m) for m in args.minutes.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    table = data_efficiency(
+        args.checkpoint,
+        open_cohort(args.data),
+        args.out,
+        minutes=minutes,
+        seeds=seeds,
+        overrides=[o[len("train.") :] for o in args.overrides],
+    )
+    print(summarize_efficiency(table).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(f"results, summary and plot in {args.out}")
     return 0
 
 
@@ -255,6 +278,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("overrides", nargs="*", help="train.* overrides, e.g. train.max_steps=300")
     p.set_defaults(func=_cmd_transfer)
+
+    p = sub.add_parser(
+        "data-efficiency",
+        help="foundation transfer vs individual models by minutes of new-mouse data",
+        epilog=EXAMPLES["data-efficiency"],
+        formatter_class=fmt,
+    )
+    p.add_argument("checkpoint", help="the foundation model's checkpoint")
+    p.add_argument("--data", required=True, help="held-out mice (never seen by the foundation)")
+    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--minutes", default="2,4,8,16,all", help="comma-separated amounts (default: 2,4,8,16,all)"
+    )
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("overrides", nargs="*", help="train.* overrides for every fit")
+    p.set_defaults(func=_cmd_data_efficiency)
 
     p = sub.add_parser(
         "demo",

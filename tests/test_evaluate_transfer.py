@@ -174,3 +174,41 @@ def test_evaluate_writes_per_neuron_scores_summary_and_plots(
         == 2
     )
     assert "cortexfm transfer" in capsys.readouterr().err
+
+
+def test_data_efficiency_runs_both_models_and_resumes(
+    foundation: Path, sim_cohort: Path, tmp_path: Path
+):
+    out = tmp_path / "eff"
+    args = [
+        "data-efficiency",
+        str(foundation),
+        "--data",
+        str(sim_cohort / "mouse1"),
+        "--out",
+        str(out),
+        "--minutes",
+        "0.1,all",
+        "--seeds",
+        "0,1",
+        "train.max_steps=2",
+        "train.steps_per_epoch=2",
+        "train.window=24",
+        "train.batch_size=2",
+    ]
+    assert cli(args) == 0
+    table = pd.read_json(out / "results.jsonl", lines=True)
+    assert len(table) == 2 * 2 * 2
+    assert set(table.model) == {"foundation", "individual"}
+    assert table.groupby("minutes").training_minutes.max()["0.1"] <= 0.1 + 1e-9 or (
+        table[table.minutes == "0.1"].training_minutes.nunique() == 1
+    )
+    assert (
+        table[table.minutes == "all"].training_minutes.iloc[0]
+        > table[table.minutes == "0.1"].training_minutes.iloc[0]
+    )
+    assert (out / "data_efficiency.png").exists() and (out / "summary.csv").exists()
+    mtime = (out / "results.jsonl").stat().st_mtime_ns
+    assert cli(args) == 0  # resumes: nothing left to run
+    assert len(pd.read_json(out / "results.jsonl", lines=True)) == 8
+    assert (out / "results.jsonl").stat().st_mtime_ns == mtime

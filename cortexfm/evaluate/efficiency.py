@@ -1,0 +1,129 @@
+"""The data-efficiency experiment: foundation transfer vs individual models, by minutes of data.
+
+For every held-out mouse, amount of training data (its first M minutes, or all) and seed, two
+models are fitted on exactly the same trials: the foundation model with its core frozen
+(``transfer``) and an individual model trained from scratch. Both are scored on the mouse's
+repeated test clips (the ``oracle`` tier, never used for fitting or early stopping) by the
+median CC_norm over neurons. Results are appended to ``results.jsonl`` as each run finishes,
+so an interrupted experiment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from cortexfm.data.cohort import Cohort  # noqa: E402
+from cortexfm.evaluate.repeats import repeat_scores  # noqa: E402
+from cortexfm.train.checkpoint import load_checkpoint  # noqa: E402
+from cortexfm.train.transfer import first_minutes, transfer  # noqa: E402
+
+MODELS = ("foundation", "individual")
+
+
+def _label(minutes: float | None) -> str:
+    return "all" if minutes is None else f"{minutes:g}"
+
+
+def data_efficiency(
+    foundation_checkpoint: str | Path,
+    held_out: Cohort,
+    out_dir: str | Path,
+    *,
+    minutes: Sequence[float | None] = (2, 4, 8, 16, None),
+    seeds: Sequence[int] = (0, 1, 2),
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run (or resume) the experiment; returns one row per (mouse, minutes, seed, model)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.jsonl"
+    done = set()
+    if results_path.exists():
+        for line in results_path.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["session_id"], r["minutes"], r["seed"], r["model"]))
+    runs = [
+        (session, m, seed, model)
+        for session in held_out
+        for m in minutes
+        for seed in seeds
+        for model in MODELS
+    ]
+    for session, m, seed, model in tqdm(runs, desc="data efficiency", disable=not progress):
+        key = (session.session_id, _label(m), seed, model)
+        if key in done:
+            continue
+        run_dir = out / "runs" / f"{session.session_id}_{_label(m)}min_seed{seed}_{model}"
+        result = transfer(
+            foundation_checkpoint,
+            Cohort([session]),
+            run_dir,
+            minutes=m,
+            from_scratch=model == "individual",
+            overrides=[*overrides, f"seed={seed}"],
+            resume=True,
+            progress=False,
+        )
+        fitted = load_checkpoint(run_dir / "best.safetensors").model
+        scores = repeat_scores(fitted, session, "oracle")
+        row = {
+            "session_id": session.session_id,
+            "minutes": _label(m),
+            "training_minutes": float(
+                session.trial_lengths[first_minutes(session, m)].sum() / session.frame_rate / 60
+            ),
+            "seed": seed,
+            "model": model,
+            "steps": result.steps,
+            "median_cc_norm": float(np.nanmedian(scores.cc_norm)),
+            "median_cc_abs": float(np.nanmedian(scores.cc_abs)),
+        }
+        with results_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+    table = pd.DataFrame([json.loads(x) for x in results_path.read_text().splitlines()])
+    summarize_efficiency(table).to_csv(out / "summary.csv", index=False)
+    plot_efficiency(table, out / "data_efficiency.png")
+    return table
+
+
+def summarize_efficiency(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and s.e.m. of the median CC_norm over mice x seeds, per model and amount."""
+    grouped = table.groupby(["model", "minutes"])
+    summary = grouped.median_cc_norm.agg(["mean", "sem", "count"]).reset_index()
+    summary["training_minutes"] = grouped.training_minutes.mean().to_numpy()
+    return summary.sort_values(["model", "training_minutes"])
+
+
+def plot_efficiency(table: pd.DataFrame, path: Path) -> Path:
+    summary = summarize_efficiency(table)
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for model, color in zip(MODELS, ("C3", "0.4"), strict=True):
+        s = summary[summary.model == model]
+        ax.errorbar(
+            s.training_minutes,
+            s["mean"],
+            yerr=s["sem"].fillna(0),
+            marker="o",
+            color=color,
+            label=model,
+            capsize=3,
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("minutes of training data (new mouse)")
+    ax.set_ylabel("median CC_norm (test clips)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
