@@ -1,0 +1,42 @@
+"""Functional barcodes: each neuron's readout feature weights, exported as a table.
+
+Normalisation: the weight vector ``w_n`` is divided by its L2 norm, so the barcode describes
+*which* core features drive the neuron, not how strongly it responds overall (response scale
+and gain live in the norm and the bias, which are exported separately as ``barcode_norm`` and
+``bias``). The readout position (mean, feature-map units in [-1, 1]) is exported too; it is
+retinotopic location, not function, and the anatomy analyses keep it apart from the barcode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cortexfm.model.network import FoundationModel
+
+
+@torch.no_grad()
+def export_barcodes(model: FoundationModel, session_ids: list[str] | None = None) -> pd.DataFrame:
+    """One row per neuron: ``session_id, unit_id, b0..b{C-1}, barcode_norm, bias, position_x,
+    position_y``."""
+    rows = []
+    for session_id in session_ids or model.session_ids:
+        modules = model.session(session_id)
+        weight = modules.readout.weight.detach().cpu().double().numpy()
+        norm = np.linalg.norm(weight, axis=1, keepdims=True)
+        barcode = weight / np.where(norm > 0, norm, 1.0)
+        positions = modules.readout.positions(model.position_map).cpu().double().numpy()
+        table = pd.DataFrame(barcode, columns=[f"b{i}" for i in range(barcode.shape[1])])
+        table.insert(0, "unit_id", modules.unit_ids.cpu().numpy())
+        table.insert(0, "session_id", session_id)
+        table["barcode_norm"] = norm[:, 0]
+        table["bias"] = modules.readout.bias.cpu().double().numpy()
+        table["position_x"] = positions[:, 0]
+        table["position_y"] = positions[:, 1]
+        rows.append(table)
+    return pd.concat(rows, ignore_index=True)
+
+
+def barcode_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c.startswith("b") and c[1:].isdigit()]

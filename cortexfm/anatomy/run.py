@@ -1,0 +1,177 @@
+"""``cortexfm anatomy``: barcodes of a trained model against anatomy, with baselines.
+
+Anatomy comes from the simulated cohort's ground truth (``meta/ground_truth``) or from user
+tables (MICrONS-style: cell types, morphology features, connections) keyed by unit id.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from cortexfm.anatomy.analysis import (  # noqa: E402
+    ClassificationResult,
+    classify,
+    connectivity_scores,
+    pair_table,
+    probability_by_decile,
+    regress,
+)
+from cortexfm.anatomy.barcodes import barcode_columns, export_barcodes  # noqa: E402
+from cortexfm.data.cohort import Cohort  # noqa: E402
+from cortexfm.model.network import FoundationModel  # noqa: E402
+from cortexfm.sim.cohort import load_ground_truth  # noqa: E402
+
+#: The simulator's functional parameters (the upper-bound comparison for cell types).
+TRUE_FUNCTION = (
+    "rf_size",
+    "spatial_frequency",
+    "temporal_frequency",
+    "complex",
+    "direction_index",
+    "untuned_fraction",
+    "latency",
+    "running_gain",
+    "pupil_gain",
+    "amplitude",
+    "baseline",
+    "exponent",
+    "true_gOSI",
+    "true_gDSI",
+)
+CLASSICAL_TUNING = ("true_gOSI", "true_gDSI", "rf_size")
+POSITION = ("x", "y", "z")
+
+
+def plot_confusion(result: ClassificationResult, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    image = ax.imshow(result.confusion.to_numpy(), vmin=0, vmax=1, cmap="viridis")
+    labels = list(result.confusion.index)
+    ax.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(
+        f"{result.name}: balanced accuracy {result.balanced_accuracy:.2f} "
+        f"(chance {result.chance:.2f})",
+        fontsize=8,
+    )
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_connection_probability(deciles: dict[str, pd.DataFrame], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for (name, table), color in zip(deciles.items(), ("C3", "C0"), strict=False):
+        ax.plot(table.decile, table.connection_probability, marker="o", color=color, label=name)
+    ax.set_xlabel("similarity decile")
+    ax.set_ylabel("connection probability (sampled pairs)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def simulated_anatomy(
+    model: FoundationModel,
+    cohort: Cohort,
+    out_dir: str | Path,
+    *,
+    permutations: int = 5,
+    seed: int = 0,
+) -> dict:
+    """Run every analysis against the simulator's ground truth; write tables, plots, JSON."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    barcodes = export_barcodes(model, [s.session_id for s in cohort])
+    barcodes.to_csv(out / "barcodes.csv", index=False)
+    joined, pair_tables = [], []
+    for session in cohort:
+        truth, connections = load_ground_truth(session.path)
+        mine = barcodes[barcodes.session_id == session.session_id]
+        table = mine.merge(truth, on="unit_id", how="inner")
+        if len(table) != len(mine):
+            raise ValueError(
+                f"{session.path}: {len(mine) - len(table)} neurons have no ground truth"
+            )
+        joined.append(table)
+        index_of = {u: i for i, u in enumerate(table.unit_id)}
+        edges = pd.DataFrame(
+            {
+                "pre": [index_of[u] for u in truth.unit_id.to_numpy()[connections.pre]],
+                "post": [index_of[u] for u in truth.unit_id.to_numpy()[connections.post]],
+            }
+        )
+        pairs = pair_table(
+            table[barcode_columns(table)].to_numpy(),
+            table[["position_x", "position_y"]].to_numpy(),
+            table[list(POSITION)].to_numpy(dtype=np.float64),
+            edges,
+            seed=seed,
+        )
+        pairs.insert(0, "session_id", session.session_id)
+        pair_tables.append(pairs)
+    table = pd.concat(joined, ignore_index=True)
+    labels = table.cell_type.to_numpy()
+    features = {
+        "barcode": table[barcode_columns(table)].to_numpy(),
+        "true functional parameters": table[list(TRUE_FUNCTION)].to_numpy(dtype=np.float64),
+        "classical tuning (OSI, DSI, RF size)": table[list(CLASSICAL_TUNING)].to_numpy(
+            dtype=np.float64
+        ),
+        "position and depth": table[list(POSITION)].to_numpy(dtype=np.float64),
+    }
+    results = {
+        name: classify(
+            x, labels, name=name, permutations=permutations if name == "barcode" else 0, seed=seed
+        )
+        for name, x in features.items()
+    }
+    results["barcode (random forest)"] = classify(
+        features["barcode"],
+        labels,
+        name="barcode (random forest)",
+        kind="random_forest",
+        permutations=0,
+        seed=seed,
+    )
+    plot_confusion(results["barcode"], out / "confusion_barcode.png")
+    regression = regress(
+        features["barcode"],
+        table[["z", "rf_size", "spatial_frequency", "temporal_frequency"]],
+        seed=seed,
+    )
+    regression.to_csv(out / "regression.csv", index=False)
+    pairs = pd.concat(pair_tables, ignore_index=True)
+    connectivity = connectivity_scores(pairs, seed=seed)
+    connectivity.to_csv(out / "connectivity.csv", index=False)
+    deciles = {
+        "barcode similarity": probability_by_decile(pairs, "barcode_similarity"),
+        "readout-position similarity": probability_by_decile(pairs, "position_similarity"),
+    }
+    plot_connection_probability(deciles, out / "connection_probability.png")
+    summary = {
+        "neurons": len(table),
+        "cell_types": sorted(set(labels)),
+        "chance_uniform": 1 / len(set(labels)),
+        "classification": {
+            name: {k: v for k, v in asdict(r).items() if k != "confusion"}
+            for name, r in results.items()
+        },
+        "regression": regression.to_dict(orient="records"),
+        "connectivity": connectivity.to_dict(orient="records"),
+    }
+    (out / "anatomy.json").write_text(json.dumps(summary, indent=2))
+    return summary
