@@ -14,6 +14,7 @@ EXAMPLES = {
     "evaluate": "examples:\n  cortexfm evaluate runs/foundation/best.safetensors --data data/sim --out runs/foundation/eval\n  cortexfm evaluate runs/transfer/best.safetensors --data data/new_mouse --tiers oracle",
     "transfer": "examples:\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --minutes 4 --out runs/new4\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --minutes 4 --from-scratch --out runs/new4_individual\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --out runs/new_all train.max_steps=1000",
     "data-efficiency": "examples:\n  cortexfm data-efficiency runs/foundation/best.safetensors --data data/held_out --out runs/efficiency\n  cortexfm data-efficiency runs/foundation/best.safetensors --data data/held_out --minutes 2,4,all --seeds 0,1 train.max_steps=300",
+    "anatomy": "examples:\n  cortexfm anatomy runs/foundation/best.safetensors --data data/sim --out runs/anatomy   # simulated ground truth\n  cortexfm anatomy runs/twin/best.safetensors --data data/my_mouse --cell-types types.csv --id-column unit_id \\\n      --morphology morph.parquet --connections synapses.feather --out runs/anatomy",
     "demo": "examples:\n  cortexfm demo\n  cortexfm demo --out runs/demo --quick",
 }
 
@@ -152,6 +153,47 @@ def _cmd_data_efficiency(args: argparse.Namespace) -> int:
     )
     print(summarize_efficiency(table).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(f"results, summary and plot in {args.out}")
+    return 0
+
+
+def _cmd_anatomy(args: argparse.Namespace) -> int:
+    from cortexfm.anatomy.run import simulated_anatomy, table_anatomy
+    from cortexfm.anatomy.tables import import_cell_types, import_connections, import_morphology
+    from cortexfm.data import open_cohort
+    from cortexfm.train import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint).model
+    cohort = open_cohort(args.data)
+    if not (args.cell_types or args.morphology or args.connections):
+        summary = simulated_anatomy(model, cohort, args.out, permutations=args.permutations)
+        for name, r in summary["classification"].items():
+            print(
+                f"cell type from {name:<40} balanced accuracy {r['balanced_accuracy']:.3f} (chance {r['chance']:.3f})"
+            )
+        for r in summary["connectivity"]:
+            print(f"connection from {r['model']:<40} AUC {r['auc']:.3f}")
+    else:
+        if len(cohort) != 1:
+            raise ValueError(
+                "with user tables, --data must be one session (tables are keyed by its unit ids)"
+            )
+        summary = table_anatomy(
+            model,
+            cohort[0],
+            args.out,
+            cell_types=import_cell_types(args.cell_types, args.id_column, args.type_column)
+            if args.cell_types
+            else None,
+            morphology=import_morphology(args.morphology, args.id_column)
+            if args.morphology
+            else None,
+            connections=import_connections(args.connections) if args.connections else None,
+            permutations=args.permutations,
+        )
+        for key in ("cell_types_join", "morphology_join", "connections_join"):
+            if key in summary:
+                print(f"{key}: {summary[key]}")
+    print(f"tables, plots and anatomy.json in {args.out}")
     return 0
 
 
@@ -294,6 +336,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("overrides", nargs="*", help="train.* overrides for every fit")
     p.set_defaults(func=_cmd_data_efficiency)
+
+    p = sub.add_parser(
+        "anatomy",
+        help="functional barcodes vs cell types, morphology and connectivity",
+        epilog=EXAMPLES["anatomy"],
+        formatter_class=fmt,
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True, help="the cohort (simulated: ground truth is used)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--cell-types", default=None, help="table: unit id -> cell type")
+    p.add_argument("--morphology", default=None, help="table: unit id -> numeric features")
+    p.add_argument("--connections", default=None, help="table: pre, post, synapse_count (unit ids)")
+    p.add_argument("--id-column", default="unit_id")
+    p.add_argument("--type-column", default="cell_type")
+    p.add_argument("--permutations", type=int, default=5, help="label permutations for chance")
+    p.set_defaults(func=_cmd_anatomy)
 
     p = sub.add_parser(
         "demo",

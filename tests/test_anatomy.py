@@ -143,3 +143,67 @@ def test_barcodes_are_unit_vectors_keyed_by_session_and_unit():
     assert np.allclose(np.linalg.norm(table[columns].to_numpy(), axis=1), 1)
     assert table.groupby("session_id").size().to_dict() == {"a": 30, "b": 20}
     assert table.position_x.between(-1, 1).all()
+
+
+def test_anatomy_command_on_simulated_truth_and_on_user_tables(sim_cohort: Path, tmp_path: Path):
+    import json
+
+    from cortexfm.cli import main as cli
+    from cortexfm.sim.cohort import load_ground_truth
+
+    run = tmp_path / "run"
+    tiny = ["train.max_steps=2", "train.steps_per_epoch=2", "train.window=24", "train.batch_size=2"]
+    assert (
+        cli(["train", "--data", str(sim_cohort), "--out", str(run), "--preset", "tiny", *tiny]) == 0
+    )
+    ckpt = str(run / "best.safetensors")
+    out = tmp_path / "sim"
+    assert (
+        cli(["anatomy", ckpt, "--data", str(sim_cohort), "--out", str(out), "--permutations", "1"])
+        == 0
+    )
+    summary = json.loads((out / "anatomy.json").read_text())
+    assert {"barcode", "true functional parameters", "position and depth"} <= set(
+        summary["classification"]
+    )
+    assert (out / "confusion_barcode.png").exists() and (
+        out / "connection_probability.png"
+    ).exists()
+
+    truth, connections = load_ground_truth(sim_cohort / "mouse0")
+    truth[["unit_id", "cell_type"]].to_csv(tmp_path / "types.csv", index=False)
+    truth[["unit_id", "z", "rf_size"]].to_parquet(tmp_path / "morph.parquet")
+    ids = truth.unit_id.to_numpy()
+    pd.DataFrame(
+        {
+            "pre": ids[connections.pre],
+            "post": ids[connections.post],
+            "synapse_count": connections.synapse_count,
+        }
+    ).to_csv(tmp_path / "syn.csv", index=False)
+    out2 = tmp_path / "tables"
+    assert (
+        cli(
+            [
+                "anatomy",
+                ckpt,
+                "--data",
+                str(sim_cohort / "mouse0"),
+                "--out",
+                str(out2),
+                "--permutations",
+                "0",
+                "--cell-types",
+                str(tmp_path / "types.csv"),
+                "--morphology",
+                str(tmp_path / "morph.parquet"),
+                "--connections",
+                str(tmp_path / "syn.csv"),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out2 / "anatomy.json").read_text())
+    assert summary["cell_types_join"].startswith(f"matched {len(truth)} rows")
+    assert {r["target"] for r in summary["regression"]} == {"z", "rf_size"}
+    assert summary["connections_join"].startswith(f"{len(connections)} of {len(connections)}")

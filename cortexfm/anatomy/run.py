@@ -175,3 +175,83 @@ def simulated_anatomy(
     }
     (out / "anatomy.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def table_anatomy(
+    model: FoundationModel,
+    session,
+    out_dir: str | Path,
+    *,
+    cell_types: pd.DataFrame | None = None,
+    morphology: pd.DataFrame | None = None,
+    connections: pd.DataFrame | None = None,
+    permutations: int = 5,
+    seed: int = 0,
+) -> dict:
+    """The same analyses against user tables keyed by the session's unit ids (column ``id``;
+    connections use unit ids in ``pre``/``post``). Join reports are part of the output."""
+    from cortexfm.anatomy.tables import join
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    barcodes = export_barcodes(model, [session.session_id])
+    coords = session.neurons[["unit_id", "x", "y", "z"]]
+    barcodes = barcodes.merge(coords, on="unit_id", how="left")
+    barcodes.to_csv(out / "barcodes.csv", index=False)
+    columns = barcode_columns(barcodes)
+    summary: dict = {"session_id": session.session_id, "neurons": len(barcodes)}
+    if cell_types is not None:
+        joined, report = join(barcodes, cell_types, "unit_id", "id")
+        summary["cell_types_join"] = str(report)
+        result = classify(
+            joined[columns].to_numpy(),
+            joined.cell_type.to_numpy(),
+            permutations=permutations,
+            seed=seed,
+        )
+        baseline = classify(
+            joined[list(POSITION)].to_numpy(dtype=np.float64),
+            joined.cell_type.to_numpy(),
+            name="position and depth",
+            permutations=0,
+            seed=seed,
+        )
+        plot_confusion(result, out / "confusion_barcode.png")
+        summary["classification"] = {
+            r.name: {k: v for k, v in asdict(r).items() if k != "confusion"}
+            for r in (result, baseline)
+        }
+    if morphology is not None:
+        joined, report = join(barcodes, morphology, "unit_id", "id")
+        summary["morphology_join"] = str(report)
+        targets = joined[[c for c in morphology.columns if c != "id"]]
+        regression = regress(joined[columns].to_numpy(), targets, seed=seed)
+        regression.to_csv(out / "regression.csv", index=False)
+        summary["regression"] = regression.to_dict(orient="records")
+    if connections is not None:
+        index_of = {u: i for i, u in enumerate(barcodes.unit_id)}
+        known = connections.pre.isin(index_of) & connections.post.isin(index_of)
+        summary["connections_join"] = (
+            f"{int(known.sum())} of {len(connections)} connections between known units"
+        )
+        edges = pd.DataFrame(
+            {
+                "pre": connections.pre[known].map(index_of),
+                "post": connections.post[known].map(index_of),
+            }
+        )
+        pairs = pair_table(
+            barcodes[columns].to_numpy(),
+            barcodes[["position_x", "position_y"]].to_numpy(),
+            barcodes[list(POSITION)].to_numpy(dtype=np.float64),
+            edges,
+            seed=seed,
+        )
+        connectivity = connectivity_scores(pairs, seed=seed)
+        connectivity.to_csv(out / "connectivity.csv", index=False)
+        plot_connection_probability(
+            {"barcode similarity": probability_by_decile(pairs)}, out / "connection_probability.png"
+        )
+        summary["connectivity"] = connectivity.to_dict(orient="records")
+    (out / "anatomy.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
