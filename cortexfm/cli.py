@@ -15,6 +15,7 @@ EXAMPLES = {
     "transfer": "examples:\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --minutes 4 --out runs/new4\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --minutes 4 --from-scratch --out runs/new4_individual\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --out runs/new_all train.max_steps=1000",
     "data-efficiency": "examples:\n  cortexfm data-efficiency runs/foundation/best.safetensors --data data/held_out --out runs/efficiency\n  cortexfm data-efficiency runs/foundation/best.safetensors --data data/held_out --minutes 2,4,all --seeds 0,1 train.max_steps=300",
     "anatomy": "examples:\n  cortexfm anatomy runs/foundation/best.safetensors --data data/sim --out runs/anatomy   # simulated ground truth\n  cortexfm anatomy runs/twin/best.safetensors --data data/my_mouse --cell-types types.csv --id-column unit_id \\\n      --morphology morph.parquet --connections synapses.feather --out runs/anatomy",
+    "insilico": "examples:\n  cortexfm insilico runs/foundation/best.safetensors --data data/sim/mouse0 --out runs/insilico\n  cortexfm insilico runs/foundation/best.safetensors --data data/sim/mouse0 --out runs/insilico --validate   # vs the simulator's ground truth",
     "demo": "examples:\n  cortexfm demo\n  cortexfm demo --out runs/demo --quick",
 }
 
@@ -197,6 +198,75 @@ def _cmd_anatomy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_insilico(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cortexfm.data import open_cohort
+    from cortexfm.insilico import (
+        direction_tuning,
+        frequency_tuning,
+        most_exciting_inputs,
+        receptive_fields,
+    )
+    from cortexfm.insilico.plots import plot_meis, plot_receptive_fields, plot_tuning_curves
+    from cortexfm.train import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint).model
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for session in open_cohort(args.data):
+        sid = session.session_id
+        folder = out / sid
+        folder.mkdir(exist_ok=True)
+        if args.validate:
+            from cortexfm.insilico.validation import validate_session
+
+            summary = validate_session(
+                model,
+                session,
+                folder,
+                n_meis=args.meis,
+                mei_steps=args.mei_steps,
+                n_frames=args.frames,
+            )
+            for key, value in summary.items():
+                print(f"{sid} {key}: {value}")
+            continue
+        grating = direction_tuning(model, sid, n_frames=args.frames)
+        noise = direction_tuning(model, sid, stimulus="pink_noise", n_frames=args.frames)
+        rf = receptive_fields(model, sid)
+        freq = frequency_tuning(
+            model, sid, grating.table.preferred_direction_fit.to_numpy(), n_frames=args.frames
+        )
+        table = grating.table.merge(
+            noise.table.drop(columns=["peak_response"]), on="unit_id", suffixes=("", "_pink_noise")
+        )
+        table = table.merge(rf.table, on="unit_id").merge(freq, on="unit_id")
+        table.to_csv(folder / "properties.csv", index=False)
+        strongest = np.argsort(-grating.table.peak_response.to_numpy())[: args.meis]
+        meis = most_exciting_inputs(model, sid, strongest, steps=args.mei_steps)
+        np.save(folder / "most_exciting_inputs.npy", meis.astype(np.uint8))
+        ids = grating.table.unit_id.to_numpy()
+        plot_tuning_curves(
+            grating.curves[strongest[:5]],
+            grating.directions,
+            ids[strongest[:5]],
+            folder / "tuning_curves.png",
+        )
+        plot_receptive_fields(
+            rf.maps[strongest[:5]],
+            rf.azimuth,
+            rf.elevation,
+            ids[strongest[:5]],
+            folder / "receptive_fields.png",
+        )
+        plot_meis(meis[:5], ids[strongest[:5]], folder / "most_exciting_inputs.png")
+        print(
+            f"{sid}: median gOSI {table.gOSI.median():.3f}, gDSI {table.gDSI.median():.3f}; results in {folder}"
+        )
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from cortexfm.sim import SimulationConfig, simulate_cohort
 
@@ -353,6 +423,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type-column", default="cell_type")
     p.add_argument("--permutations", type=int, default=5, help="label permutations for chance")
     p.set_defaults(func=_cmd_anatomy)
+
+    p = sub.add_parser(
+        "insilico",
+        help="in-silico experiments: tuning, receptive fields, frequency tuning, most exciting inputs",
+        epilog=EXAMPLES["insilico"],
+        formatter_class=fmt,
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True, help="session(s) the model knows")
+    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--meis", type=int, default=10, help="neurons to compute most exciting inputs for"
+    )
+    p.add_argument(
+        "--validate", action="store_true", help="compare with the simulator's ground truth"
+    )
+    p.set_defaults(func=_cmd_insilico)
 
     p = sub.add_parser(
         "demo",

@@ -67,3 +67,66 @@ def test_most_exciting_inputs_beat_random_inputs_under_the_same_contrast():
     assert np.all(driven > baseline.max(axis=0))
     video_mei = most_exciting_inputs(model, "a", neurons[:1], frames=4, steps=3, present_frames=12)
     assert video_mei.shape == (1, 4, 36, 64) and torch.isfinite(torch.as_tensor(video_mei)).all()
+
+
+def test_insilico_command_with_and_without_ground_truth(sim_cohort, tmp_path):
+    import json
+
+    from cortexfm.cli import main as cli
+
+    run = tmp_path / "run"
+    tiny = ["train.max_steps=2", "train.steps_per_epoch=2", "train.window=24", "train.batch_size=2"]
+    assert (
+        cli(["train", "--data", str(sim_cohort), "--out", str(run), "--preset", "tiny", *tiny]) == 0
+    )
+    ckpt = str(run / "best.safetensors")
+    out = tmp_path / "plain"
+    assert (
+        cli(
+            [
+                "insilico",
+                ckpt,
+                "--data",
+                str(sim_cohort / "mouse0"),
+                "--out",
+                str(out),
+                "--meis",
+                "2",
+            ]
+        )
+        == 0
+    )
+    folder = next(out.iterdir())
+    for name in (
+        "properties.csv",
+        "tuning_curves.png",
+        "receptive_fields.png",
+        "most_exciting_inputs.png",
+    ):
+        assert (folder / name).exists(), name
+    out = tmp_path / "validated"
+    assert (
+        cli(
+            [
+                "insilico",
+                ckpt,
+                "--data",
+                str(sim_cohort / "mouse0"),
+                "--out",
+                str(out),
+                "--meis",
+                "2",
+                "--validate",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(next(out.iterdir()).joinpath("summary.json").read_text())
+    for key in (
+        "gOSI_r_in_silico_vs_true",
+        "gDSI_r_in_vivo_vs_true",
+        "median_rf_centre_error_deg",
+        "mei_beats_every_natural_clip_fraction",
+    ):
+        assert key in summary
+    assert 0 <= summary["mei_beats_every_natural_clip_fraction"] <= 1

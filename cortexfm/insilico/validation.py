@@ -1,0 +1,203 @@
+"""In-silico experiments checked against the simulator's ground truth, beside the same
+experiments run "in vivo" (on the simulator with its noise, as an experimenter would).
+
+Responsive neurons: a noise ceiling (CC_max on the recorded repeated natural clips) of at
+least ``min_cc_max``; this uses recordings only, never the ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cortexfm.data.loader import repeat_groups
+from cortexfm.data.session import Session
+from cortexfm.evaluate.metrics import cc_max
+from cortexfm.insilico.experiments import (
+    BURN_IN,
+    DIRECTIONS,
+    GRATING_SF,
+    direction_tuning,
+    fit_von_mises,
+    most_exciting_inputs,
+    receptive_fields,
+)
+from cortexfm.insilico.plots import (
+    plot_meis,
+    plot_receptive_fields,
+    plot_scatter,
+    plot_tuning_curves,
+)
+from cortexfm.model.network import FoundationModel
+from cortexfm.sim.cohort import load_ground_truth, rebuild_simulator
+from cortexfm.sim.tuning import selectivity
+from cortexfm.stimuli import drifting_grating
+
+
+def recorded_cc_max(session: Session, tier: str = "oracle") -> np.ndarray:
+    groups = [g for g in repeat_groups(session, tier).values() if len(g) >= 2]
+    n = min(len(g) for g in groups)
+    arrays = []
+    for g in groups:
+        length = int(min(session.trial_lengths[g[:n]]))
+        arrays.append(np.stack([session.read(int(t), "responses", 0, length) for t in g[:n]]))
+    return cc_max(np.concatenate(arrays, axis=1))
+
+
+def in_vivo_direction_tuning(
+    simulator, repeats: int = 5, n_frames: int = 60, seed: int = 0
+) -> np.ndarray:
+    """Gratings (the in-silico set) shown to the simulator with noise; trial-averaged curves
+    ``[neurons, 16]`` at each neuron's best spatial frequency."""
+    rng = np.random.default_rng(seed)
+    monitor = simulator.monitor
+    curves = []
+    for sf in GRATING_SF:
+        frames = np.concatenate(
+            [drifting_grating(monitor, n_frames, d, sf, 2.0).frames for d in DIRECTIONS]
+        )
+        behavior = np.tile([50.0, 0.0], (len(frames), 1))
+        gaze = np.zeros((len(frames), 2))
+        trials = [simulator.responses(frames, behavior, gaze, rng)[0] for _ in range(repeats)]
+        mean = np.mean(trials, axis=0).reshape(len(DIRECTIONS), n_frames, -1)[:, BURN_IN:].mean(1)
+        curves.append(mean.T)
+    curves = np.stack(curves)  # [sf, neurons, 16]
+    best = curves.max(axis=2).argmax(axis=0)
+    return curves[best, np.arange(curves.shape[1])]
+
+
+def _direction_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs((a - b + 180) % 360 - 180)
+
+
+def validate_session(
+    model: FoundationModel,
+    session: Session,
+    out_dir: str | Path,
+    *,
+    min_cc_max: float = 0.5,
+    n_meis: int = 20,
+    mei_steps: int = 150,
+    n_frames: int = 60,
+) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    truth, _ = load_ground_truth(session.path)
+    simulator = rebuild_simulator(session.path)
+    sid = session.session_id
+    ceiling = recorded_cc_max(session)
+    responsive = ceiling >= min_cc_max
+
+    tuning = direction_tuning(model, sid, n_frames=n_frames)
+    vivo_curves = in_vivo_direction_tuning(simulator, n_frames=n_frames)
+    vivo = selectivity(vivo_curves, DIRECTIONS)
+    vivo_fit = fit_von_mises(vivo_curves, DIRECTIONS)
+    t = tuning.table
+    ds = responsive & (truth.true_gDSI.to_numpy() >= 0.2)
+    r = lambda a, b, m: float(np.corrcoef(a[m], b[m])[0, 1])  # noqa: E731
+    rf = receptive_fields(model, sid)
+    rf_error = np.hypot(rf.table.rf_x - truth.rf_x, rf.table.rf_y - truth.rf_y).to_numpy()
+
+    # closing the loop: the simulator's response to each neuron's MEI vs to every natural test clip
+    order = np.argsort(-np.where(responsive, ceiling, -np.inf))[:n_meis]
+    meis = most_exciting_inputs(model, sid, order, steps=mei_steps)
+    present = 24
+    mei_rates = []
+    for i, neuron in enumerate(order):
+        frames = np.repeat(meis[i], present, axis=0)
+        rates = simulator.rates(frames, np.tile([50.0, 0.0], (present, 1)), np.zeros((present, 2)))
+        mei_rates.append(rates[BURN_IN:, neuron].mean())
+    clip_rates = []
+    for ids in repeat_groups(session, "oracle").values():
+        frames = session.read(int(ids[0]), "video")
+        rates = simulator.rates(
+            frames, np.tile([50.0, 0.0], (len(frames), 1)), np.zeros((len(frames), 2))
+        )
+        clip_rates.append(rates[BURN_IN:, order].mean(0))
+    beats_all = np.array(mei_rates) > np.max(clip_rates, axis=0)
+
+    summary = {
+        "session_id": sid,
+        "neurons": int(session.n_neurons),
+        "responsive": int(responsive.sum()),
+        "gOSI_r_in_silico_vs_true": r(t.gOSI.to_numpy(), truth.true_gOSI.to_numpy(), responsive),
+        "gDSI_r_in_silico_vs_true": r(t.gDSI.to_numpy(), truth.true_gDSI.to_numpy(), responsive),
+        "gOSI_r_in_vivo_vs_true": r(vivo["gOSI"], truth.true_gOSI.to_numpy(), responsive),
+        "gDSI_r_in_vivo_vs_true": r(vivo["gDSI"], truth.true_gDSI.to_numpy(), responsive),
+        "direction_selective_neurons": int(ds.sum()),
+        "median_direction_error_in_silico_deg": float(
+            np.median(
+                _direction_error(
+                    t.preferred_direction_fit.to_numpy(), truth.true_preferred_direction.to_numpy()
+                )[ds]
+            )
+        ),
+        "median_direction_error_in_vivo_deg": float(
+            np.median(_direction_error(vivo_fit, truth.true_preferred_direction.to_numpy())[ds])
+        ),
+        "median_rf_centre_error_deg": float(np.nanmedian(rf_error[responsive])),
+        "mei_neurons": len(order),
+        "mei_beats_every_natural_clip_fraction": float(beats_all.mean()),
+    }
+    table = t.rename(columns=lambda c: c if c == "unit_id" else f"in_silico_{c}")
+    table["in_vivo_gOSI"], table["in_vivo_gDSI"], table["in_vivo_preferred_direction"] = (
+        vivo["gOSI"],
+        vivo["gDSI"],
+        vivo_fit,
+    )
+    table = table.join(rf.table.drop(columns="unit_id").add_prefix("in_silico_"))
+    table["recorded_cc_max"] = ceiling
+    table = table.merge(
+        truth[
+            [
+                "unit_id",
+                "true_gOSI",
+                "true_gDSI",
+                "true_preferred_direction",
+                "rf_x",
+                "rf_y",
+                "rf_size",
+            ]
+        ],
+        on="unit_id",
+    )
+    table.to_csv(out / "insilico_vs_truth.csv", index=False)
+    examples = order[:5]
+    plot_tuning_curves(
+        tuning.curves[examples],
+        DIRECTIONS,
+        t.unit_id.to_numpy()[examples],
+        out / "tuning_curves.png",
+        reference=vivo_curves[examples],
+    )
+    plot_receptive_fields(
+        rf.maps[examples],
+        rf.azimuth,
+        rf.elevation,
+        t.unit_id.to_numpy()[examples],
+        out / "receptive_fields.png",
+        truth=truth[["rf_x", "rf_y"]].to_numpy()[examples],
+    )
+    plot_meis(meis[:5], t.unit_id.to_numpy()[order[:5]], out / "most_exciting_inputs.png")
+    m = responsive
+    plot_scatter(
+        {
+            "gOSI": (truth.true_gOSI.to_numpy()[m], t.gOSI.to_numpy()[m]),
+            "gDSI": (truth.true_gDSI.to_numpy()[m], t.gDSI.to_numpy()[m]),
+            "RF azimuth (deg)": (truth.rf_x.to_numpy()[m], rf.table.rf_x.to_numpy()[m]),
+            "RF elevation (deg)": (truth.rf_y.to_numpy()[m], rf.table.rf_y.to_numpy()[m]),
+        },
+        out / "insilico_vs_true.png",
+    )
+    plot_scatter(
+        {
+            "gOSI": (truth.true_gOSI.to_numpy()[m], vivo["gOSI"][m]),
+            "gDSI": (truth.true_gDSI.to_numpy()[m], vivo["gDSI"][m]),
+        },
+        out / "invivo_vs_true.png",
+        ylabel="in vivo (simulated recording)",
+    )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
