@@ -92,6 +92,10 @@ def test_insilico_command_with_and_without_ground_truth(sim_cohort, tmp_path):
                 str(out),
                 "--meis",
                 "2",
+                "--mei-steps",
+                "5",
+                "--frames",
+                "30",
             ]
         )
         == 0
@@ -116,6 +120,10 @@ def test_insilico_command_with_and_without_ground_truth(sim_cohort, tmp_path):
                 str(out),
                 "--meis",
                 "2",
+                "--mei-steps",
+                "5",
+                "--frames",
+                "30",
                 "--validate",
             ]
         )
