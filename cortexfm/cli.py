@@ -11,7 +11,7 @@ EXAMPLES = {
     "validate": "examples:\n  cortexfm validate ~/data/sensorium2023/dynamic29156-11-10-Video-...\n  cortexfm validate ~/data/sensorium2023   # every session inside",
     "simulate": "examples:\n  cortexfm simulate --mice 4 --neurons 1000 --minutes 20 --out data/sim\n  cortexfm simulate --mice 1 --neurons 200 --minutes 2 --images ../shared/data/stimuli/sensorium2022_images --out /tmp/sim",
     "train": "examples:\n  cortexfm train --data data/sim --out runs/foundation\n  cortexfm train --data data/sim --out runs/foundation --preset tiny train.max_steps=200\n  cortexfm train --data data/sim --out runs/foundation --resume\n  cortexfm train --data ~/dff_cohort --out runs/dff --loss gaussian\n  torchrun --nproc_per_node=4 -m cortexfm train --data data/sim --out runs/ddp train.batches_per_step=4",
-    "evaluate": "examples:\n  cortexfm evaluate runs/foundation/best.safetensors --data data/sim --out runs/foundation/eval\n  cortexfm evaluate runs/transfer/best.safetensors --data data/new_mouse --tiers oracle",
+    "evaluate": "examples:\n  cortexfm evaluate runs/new4/best.safetensors runs/new4_individual/best.safetensors --labels foundation,individual --data data/new_mouse --out runs/compare   # per stimulus family, side by side\n  cortexfm evaluate runs/foundation/best.safetensors --data data/sim --out runs/foundation/eval\n  cortexfm evaluate runs/transfer/best.safetensors --data data/new_mouse --tiers oracle",
     "transfer": "examples:\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --minutes 4 --out runs/new4\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --minutes 4 --from-scratch --out runs/new4_individual\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --out runs/new_all train.max_steps=1000",
     "data-efficiency": "examples:\n  cortexfm data-efficiency runs/foundation/best.safetensors --data data/held_out --out runs/efficiency\n  cortexfm data-efficiency runs/foundation/best.safetensors --data data/held_out --minutes 2,4,all --seeds 0,1 train.max_steps=300",
     "anatomy": "examples:\n  cortexfm anatomy runs/foundation/best.safetensors --data data/sim --out runs/anatomy   # simulated ground truth\n  cortexfm anatomy runs/twin/best.safetensors --data data/my_mouse --cell-types types.csv --id-column unit_id \\\n      --morphology morph.parquet --connections synapses.feather --out runs/anatomy",
@@ -93,16 +93,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from cortexfm.data import open_cohort
-    from cortexfm.evaluate.run import evaluate_cohort, format_summary
+    from cortexfm.evaluate.run import compare_models, evaluate_cohort, format_summary
     from cortexfm.train import load_checkpoint
 
-    model = load_checkpoint(args.checkpoint).model
     cohort = open_cohort(args.data)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluation"
+    labels = (
+        args.labels.split(",") if args.labels else [Path(c).parent.name for c in args.checkpoint]
+    )
+    if len(labels) != len(args.checkpoint):
+        raise ValueError(f"{len(labels)} labels for {len(args.checkpoint)} checkpoints")
+    first = Path(args.checkpoint[0]).parent / "evaluation"
+    out = Path(args.out) if args.out else first
     tiers = tuple(args.tiers.split(",")) if args.tiers else None
-    _, summary = evaluate_cohort(model, cohort, out, **({"tiers": tiers} if tiers else {}))
-    print(format_summary(summary))
-    print(f"per-neuron scores, summary and plots in {out}")
+    summaries = {}
+    for label, checkpoint in zip(labels, args.checkpoint, strict=True):
+        folder = out if len(labels) == 1 else out / label
+        model = load_checkpoint(checkpoint).model
+        _, summary = evaluate_cohort(model, cohort, folder, **({"tiers": tiers} if tiers else {}))
+        print(f"== {label}")
+        print(format_summary(summary))
+        summaries[label] = summary
+    if len(summaries) > 1:
+        table = compare_models(summaries, out)
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(f"per-neuron scores, summaries and plots in {out}")
     return 0
 
 
@@ -362,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES["evaluate"],
         formatter_class=fmt,
     )
-    p.add_argument("checkpoint", help="a .safetensors checkpoint")
+    p.add_argument("checkpoint", nargs="+", help="one or more .safetensors checkpoints")
+    p.add_argument("--labels", default=None, help="comma-separated names of the checkpoints")
     p.add_argument("--data", required=True, help="cohort or session folder")
     p.add_argument("--out", default=None, help="output folder (default: next to the checkpoint)")
     p.add_argument("--tiers", default=None, help="comma-separated tiers (default: all test tiers)")

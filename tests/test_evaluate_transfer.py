@@ -212,3 +212,24 @@ def test_data_efficiency_runs_both_models_and_resumes(
     assert cli(args) == 0  # resumes: nothing left to run
     assert len(pd.read_json(out / "results.jsonl", lines=True)) == 8
     assert (out / "results.jsonl").stat().st_mtime_ns == mtime
+
+
+def test_evaluate_compares_models_per_stimulus_type(
+    foundation: Path, sim_cohort: Path, tmp_path: Path
+):
+    out = tmp_path / "compare"
+    args = [
+        "evaluate",
+        str(foundation),
+        str(foundation),
+        "--labels",
+        "a,b",
+        "--data",
+        str(sim_cohort / "mouse0"),
+        "--out",
+        str(out),
+    ]
+    assert cli(args) == 0
+    table = pd.read_csv(out / "comparison.csv", index_col=0)
+    assert list(table.columns) == ["a", "b"] and np.allclose(table.a, table.b, equal_nan=True)
+    assert (out / "comparison.png").exists() and (out / "a" / "neurons.csv").exists()

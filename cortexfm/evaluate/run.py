@@ -140,3 +140,42 @@ def format_summary(summary: pd.DataFrame) -> str:
         *[c for c in SUMMARY_COLUMNS if c in summary],
     ]
     return summary[columns].to_string(index=False, float_format=lambda x: f"{x:.3f}")
+
+
+def compare_models(summaries: dict[str, pd.DataFrame], out_dir: str | Path) -> pd.DataFrame:
+    """Median CC_norm per stimulus type (all sessions) for several models: a table
+    (``comparison.csv``) and grouped bars (``comparison.png``), natural movies first."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for label, summary in summaries.items():
+        overall = summary[summary.session_id == "all"]
+        for _, r in overall.iterrows():
+            rows.append(
+                {
+                    "model": label,
+                    "stimulus_type": r.stimulus_type,
+                    "cc_norm": r.get("cc_norm", np.nan),
+                    "single_trial": r.single_trial,
+                }
+            )
+    table = pd.DataFrame(rows)
+    wide = table.pivot(index="stimulus_type", columns="model", values="cc_norm")
+    order = sorted(wide.index, key=lambda s: (s != "natural_movie", s))
+    wide = wide.loc[order, list(summaries)]
+    wide.to_csv(out / "comparison.csv")
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(wide), 3.2))
+    width = 0.8 / len(wide.columns)
+    for i, label in enumerate(wide.columns):
+        ax.bar(np.arange(len(wide)) + i * width, wide[label], width, label=label)
+    ax.set_xticks(
+        np.arange(len(wide)) + 0.4 - width / 2,
+        [s.replace("_", "\n") for s in wide.index],
+        fontsize=7,
+    )
+    ax.set_ylabel("median CC_norm")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "comparison.png", dpi=120)
+    plt.close(fig)
+    return wide.reset_index()
