@@ -29,36 +29,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Runs the stages that exist so far: simulate a cohort, validate it, stream training batches.
+    """The paper's pipeline on the built-in simulated cohort (see cortexfm.demo)."""
+    from cortexfm.demo import DemoConfig, quick_config, run_demo
 
-    Training, transfer, evaluation, in-silico experiments, anatomy and the report join as
-    their issues land.
-    """
-    from tqdm.auto import tqdm
-
-    from cortexfm.data import TrainingWindows, WindowConfig, make_loader, open_cohort
-    from cortexfm.data.validate import format_reports, validate_tree
-    from cortexfm.sim import SimulationConfig, simulate_cohort
-
-    out = Path(args.out)
-    cohort_dir = out / "cohort"
-    if args.quick:
-        config, n_mice = (
-            SimulationConfig(n_neurons=100, train_minutes=1, oracle_clips=2, repeats=4),
-            2,
-        )
-    else:
-        config, n_mice = SimulationConfig(n_neurons=500, train_minutes=10), 5
-    simulate_cohort(cohort_dir, n_mice, config, seed=args.seed)  # resumable: finished mice kept
-    print(format_reports(validate_tree(cohort_dir)))
-    cohort = open_cohort(cohort_dir)
-    windows = TrainingWindows(
-        cohort, WindowConfig(window=64, batch_size=8, batches_per_epoch=40, seed=args.seed)
-    )
-    t0, frames = time.perf_counter(), 0
-    for batch in tqdm(make_loader(windows), total=len(windows), desc="streaming windows"):
-        frames += batch["video"].shape[0] * batch["video"].shape[1]
-    print(f"streamed {frames} frames in {time.perf_counter() - t0:.2f} s; outputs under {out}")
+    started = time.perf_counter()
+    config = quick_config() if args.quick else DemoConfig()
+    report = run_demo(args.out, config, seed=args.seed)
+    minutes = (time.perf_counter() - started) / 60
+    print(f"demo finished in {minutes:.1f} min; report: {report} (every output under {args.out})")
     return 0
 
 
