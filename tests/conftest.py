@@ -108,3 +108,15 @@ def sim_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sim_cohort")
     simulate_cohort(root, 2, config, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(sim_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `tiny` model trained for 2 steps on both simulated mice (mechanics, not accuracy)."""
+    from cortexfm.cli import main as cli
+
+    run = tmp_path_factory.mktemp("tiny_run")
+    args = ["train", "--data", str(sim_cohort), "--out", str(run), "--preset", "tiny"]
+    tiny = ["train.max_steps=2", "train.steps_per_epoch=2", "train.window=24", "train.batch_size=2"]
+    assert cli([*args, *tiny]) == 0
+    return run / "best.safetensors"

@@ -145,18 +145,15 @@ def test_barcodes_are_unit_vectors_keyed_by_session_and_unit():
     assert table.position_x.between(-1, 1).all()
 
 
-def test_anatomy_command_on_simulated_truth_and_on_user_tables(sim_cohort: Path, tmp_path: Path):
+def test_anatomy_command_on_simulated_truth_and_on_user_tables(
+    sim_cohort: Path, tmp_path: Path, tiny_checkpoint: Path
+):
     import json
 
     from cortexfm.cli import main as cli
     from cortexfm.sim.cohort import load_ground_truth
 
-    run = tmp_path / "run"
-    tiny = ["train.max_steps=2", "train.steps_per_epoch=2", "train.window=24", "train.batch_size=2"]
-    assert (
-        cli(["train", "--data", str(sim_cohort), "--out", str(run), "--preset", "tiny", *tiny]) == 0
-    )
-    ckpt = str(run / "best.safetensors")
+    ckpt = str(tiny_checkpoint)
     out = tmp_path / "sim"
     assert (
         cli(["anatomy", ckpt, "--data", str(sim_cohort), "--out", str(out), "--permutations", "1"])

@@ -69,17 +69,12 @@ def test_most_exciting_inputs_beat_random_inputs_under_the_same_contrast():
     assert video_mei.shape == (1, 4, 36, 64) and torch.isfinite(torch.as_tensor(video_mei)).all()
 
 
-def test_insilico_command_with_and_without_ground_truth(sim_cohort, tmp_path):
+def test_insilico_command_with_and_without_ground_truth(sim_cohort, tmp_path, tiny_checkpoint):
     import json
 
     from cortexfm.cli import main as cli
 
-    run = tmp_path / "run"
-    tiny = ["train.max_steps=2", "train.steps_per_epoch=2", "train.window=24", "train.batch_size=2"]
-    assert (
-        cli(["train", "--data", str(sim_cohort), "--out", str(run), "--preset", "tiny", *tiny]) == 0
-    )
-    ckpt = str(run / "best.safetensors")
+    ckpt = str(tiny_checkpoint)
     out = tmp_path / "plain"
     assert (
         cli(
