@@ -15,6 +15,7 @@ the loss trajectory equals an uninterrupted run's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -341,7 +342,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.4f}")
             state["losses"] += epoch_losses
             seconds = time.perf_counter() - epoch_start
-            scores = validation_correlation(self.model, self.cohort, self.config, self.device)
+            with self._ema_weights():  # validation and the best checkpoint use the EMA weights
+                scores = validation_correlation(self.model, self.cohort, self.config, self.device)
             score = float(np.mean(list(scores.values()))) if scores else math.nan
             record = {
                 "step": state["step"],
@@ -374,12 +376,13 @@ class Trainer:
                     f"{record['frames_per_s']:.0f} frames/s"
                 )
                 if improved or not scores:
-                    save_checkpoint(
-                        self.out_dir / "best.safetensors",
-                        self.model,
-                        self.config,
-                        trainer={k: state[k] for k in ("step", "best_score")},
-                    )
+                    with self._ema_weights():
+                        save_checkpoint(
+                            self.out_dir / "best.safetensors",
+                            self.model,
+                            self.config,
+                            trainer={k: state[k] for k in ("step", "best_score")},
+                        )
                 self._save_last(state)
             if t.early_stopping_patience and state["bad_epochs"] >= t.early_stopping_patience:
                 stopped_early = True
@@ -398,6 +401,20 @@ class Trainer:
             state["losses"],
             stopped_early,
         )
+
+    @contextlib.contextmanager
+    def _ema_weights(self):
+        """Temporarily swap the EMA weights in (a no-op without EMA)."""
+        assert self.model is not None
+        if not self.ema:
+            yield
+            return
+        current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.ema)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(current)
 
     def _save_last(self, state: dict) -> None:
         assert self.model is not None
