@@ -45,13 +45,13 @@ class DemoConfig:
     )
     preset: str = "cpu"
     foundation: tuple[str, ...] = (
-        "train.max_minutes=7",
-        "train.max_steps=2000",
-        "train.steps_per_epoch=100",
+        "train.max_minutes=5",
+        "train.max_steps=500",
+        "train.steps_per_epoch=50",
     )
-    efficiency_minutes: tuple[float | None, ...] = (1.0, 3.0, None)
+    efficiency_minutes: tuple[float | None, ...] = (2.0, None)
     efficiency_seeds: tuple[int, ...] = (0,)
-    efficiency: tuple[str, ...] = ("max_steps=150", "steps_per_epoch=50", "warmup_steps=20")
+    efficiency: tuple[str, ...] = ("max_steps=80", "steps_per_epoch=40", "warmup_steps=10")
     meis: int = 10
     mei_steps: int = 100
     stimulus_frames: int = 60
