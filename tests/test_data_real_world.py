@@ -30,7 +30,6 @@ from cortexfm.data import (
 )
 from cortexfm.data.cache import session_cache_dir
 from cortexfm.data.clips import clip_signature, group_clips, same_clip
-from cortexfm.data.synthetic import write_synthetic_session
 from cortexfm.evaluate.metrics import cc_max
 
 
@@ -202,16 +201,16 @@ def test_whole_read_path_on_a_truly_read_only_tree(real_tree, tmp_path):
 # -- 4. responses that are not counts -----------------------------------------------------------
 
 
-def _dff_tree(tmp_path: Path) -> Path:
-    path = write_synthetic_session(tmp_path / "dff", n_neurons=12, seed=5)
+def _to_dff(path: Path) -> Path:
+    """Turn a tree's responses into ΔF/F-like traces (mean-subtracted per neuron and trial)."""
     for f in (path / "data" / "responses").glob("*.npy"):
         r = np.load(f)
         np.save(f, (r - np.nanmean(r, axis=1, keepdims=True)).astype(np.float32))  # ΔF/F-like
     return path
 
 
-def test_negative_responses_get_a_clear_choice_not_a_nan_loss(tmp_path: Path):
-    session = open_session(_dff_tree(tmp_path))
+def test_negative_responses_get_a_clear_choice_not_a_nan_loss(real_tree):
+    session = open_session(_to_dff(real_tree[0]))
     stats = session_statistics(session, progress=False)
     with pytest.raises(DataFormatError) as err:
         check_response_sign(session, stats, loss="poisson")
