@@ -40,6 +40,7 @@ class CoreConfig:
     strides: tuple[int, ...] = (2, 2)
     temporal_kernels: tuple[int, ...] = (5, 3)  # causal: frame t sees frames t-k+1..t
     recurrent: Literal["convlstm", "none"] = "convlstm"
+    skip: bool = False  # readouts also see the feed-forward features beside the ConvLSTM's
     hidden: int = 32  # ConvLSTM channels (the feature map the readouts sample)
     recurrent_kernel: int = 3
 
@@ -48,7 +49,9 @@ class CoreConfig:
 class ReadoutConfig:
     """Per neuron: a Gaussian position on the feature map, a feature-weight vector, a bias."""
 
-    sample: bool = True  # sample positions from the Gaussian while training (mean at test)
+    # sample positions from the Gaussian while training (mean at test). Off by default: on the
+    # simulated cohort sampling slowed learning (validation r 0.218 vs 0.259 after 500 steps)
+    sample: bool = False
     init_sigma: float = 0.1  # initial position spread, in feature-map units ([-1, 1])
     output: Literal["softplus", "exp", "identity"] = "softplus"
 

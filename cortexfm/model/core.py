@@ -7,7 +7,8 @@ output of one call. The ConvLSTM runs at the reduced resolution and receives the
 features (behaviour) as a per-channel input to its gates.
 
 ``retina [batch, time, H, W]`` + ``modulation [batch, time, M]`` ->
-``features [batch, time, C, h, w]``.
+``features [batch, time, C, h, w]`` (the ConvLSTM output, and with ``skip`` the last
+feed-forward layer's output concatenated along channels).
 """
 
 from __future__ import annotations
@@ -95,7 +96,10 @@ class Core(nn.Module):
             if config.recurrent == "convlstm"
             else None
         )
-        self.out_channels = config.hidden if self.recurrent is not None else c_in
+        if self.recurrent is None:
+            self.out_channels = c_in
+        else:
+            self.out_channels = config.hidden + (c_in if config.skip else 0)
 
     def output_size(self, retina_size: tuple[int, int]) -> tuple[int, int]:
         h, w = retina_size
@@ -115,5 +119,6 @@ class Core(nn.Module):
             x, buffer = layer(x, buffer)
             new_buffers.append(buffer)
         if self.recurrent is not None:
-            x, h, c = self.recurrent(x, modulation, h, c)
+            recurrent, h, c = self.recurrent(x, modulation, h, c)
+            x = torch.cat([recurrent, x], dim=2) if self.config.skip else recurrent
         return x, (new_buffers, h, c)

@@ -6,8 +6,8 @@ Per neuron ``n``:
   where ``coords_n`` are the neuron's cortical coordinates (z-scored within the session),
   ``A, a`` a map shared by all mice (it lives with the core) and ``delta_n`` learned per neuron
   (zero at initialisation, so positions start from cortical position);
-- a spread ``sigma_n``: while training the position is sampled from ``N(mu_n, sigma_n^2)``,
-  at test the mean is used;
+- a spread ``sigma_n``: with ``ReadoutConfig.sample`` the position is sampled from
+  ``N(mu_n, sigma_n^2)`` while training; at test (and by default) the mean is used;
 - a feature-weight vector ``w_n`` (the neuron's *barcode*) and a bias ``b_n``.
 
 ``features [batch, time, C, h, w]`` -> ``responses [batch, time, neurons]`` (before the output
