@@ -429,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--meis", type=int, default=10, help="neurons to compute most exciting inputs for"
     )
+    p.add_argument("--mei-steps", type=int, default=150, help="gradient-ascent steps")
+    p.add_argument("--frames", type=int, default=60, help="frames per grating / noise stimulus")
     p.add_argument(
         "--validate", action="store_true", help="compare with the simulator's ground truth"
     )

@@ -114,9 +114,7 @@ def run_demo(out: str | Path, config: DemoConfig, seed: int = 0) -> Path:
     held_ids = everyone.session_ids[config.mice - config.held_out :]
     foundation_mice, held_out = everyone.subset(train_ids), everyone.subset(held_ids)
     if not stages.done("simulate"):
-        stages.finish(
-            "simulate", {"sessions": [summarize(s) for s in everyone]}, time.perf_counter()
-        )
+        stages.finish("simulate", {"sessions": [summarize(s) for s in everyone]}, t0)
 
     foundation_dir = out / "foundation"
     if not stages.done("foundation"):
