@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from cortexfm.data.synthetic import write_synthetic_session
+from cortexfm.sim.calibration import shared_data_dir
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# $CORTEXFM_SHARED_DATA, else ../shared/data beside the project (tests needing it skip without)
+SHARED_DATA = shared_data_dir() or Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SENSORIUM_META = SHARED_DATA / "real" / "sensorium2023" / "metadata_anaflom"
 
 

@@ -21,8 +21,9 @@ from cortexfm.anatomy import (
     regress,
 )
 from cortexfm.data import DataFormatError
+from tests.conftest import SHARED_DATA
 
-MICRONS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "microns"
+MICRONS = SHARED_DATA / "real" / "microns"
 
 
 def _microns(name: str) -> Path:
