@@ -234,6 +234,32 @@ class Normalizer:
         self.pupil_mean = np.asarray(v["pupil_center"]["mean"], dtype=np.float64)
         self.pupil_std = _safe_std(v["pupil_center"]["std"])
 
+    #: The fields that define a normaliser (what a model checkpoint stores per session).
+    PARAMETERS = (
+        "video_mean",
+        "video_std",
+        "response_scale",
+        "response_shift",
+        "behavior_mean",
+        "behavior_std",
+        "pupil_mean",
+        "pupil_std",
+    )
+
+    @classmethod
+    def from_parameters(cls, **values) -> Normalizer:
+        """A normaliser from its stored parameters (see ``PARAMETERS``), e.g. a checkpoint's."""
+        missing = set(cls.PARAMETERS) - set(values)
+        if missing:
+            raise ValueError(f"missing normaliser parameters {sorted(missing)}")
+        normalizer = cls.__new__(cls)
+        normalizer.response_transform = "stored"
+        normalizer.video_mean = float(values["video_mean"])
+        normalizer.video_std = float(values["video_std"])
+        for name in cls.PARAMETERS[2:]:
+            setattr(normalizer, name, np.asarray(values[name], dtype=np.float64))
+        return normalizer
+
     def _params(self, modality: str) -> tuple:
         return {
             "video": (self.video_mean, self.video_std),

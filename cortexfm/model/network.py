@@ -52,17 +52,15 @@ class Normalization(nn.Module):
     def __init__(self, normalizer: Normalizer) -> None:
         super().__init__()
 
-        def buf(name: str, value) -> None:
-            self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=torch.float32))
+        for name in Normalizer.PARAMETERS:
+            value = np.asarray(getattr(normalizer, name))
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32))
 
-        buf("video_mean", normalizer.video_mean)
-        buf("video_std", normalizer.video_std)
-        buf("response_scale", normalizer.response_scale)
-        buf("response_shift", normalizer.response_shift)
-        buf("behavior_mean", normalizer.behavior_mean)
-        buf("behavior_std", normalizer.behavior_std)
-        buf("pupil_mean", normalizer.pupil_mean)
-        buf("pupil_std", normalizer.pupil_std)
+    def to_normalizer(self) -> Normalizer:
+        """The same normalisation as a numpy :class:`Normalizer` (for data loaders)."""
+        return Normalizer.from_parameters(
+            **{name: getattr(self, name).cpu().double().numpy() for name in Normalizer.PARAMETERS}
+        )
 
     def inputs(self, video: Tensor, behavior: Tensor, pupil_center: Tensor) -> tuple:
         return (

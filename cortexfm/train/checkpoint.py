@@ -113,12 +113,16 @@ def _read_metadata(path: Path, data: bytes) -> dict[str, str]:
 
 def _placeholder(session_id: str, n_neurons: int) -> SessionInfo:
     """Right-sized session info whose buffers the checkpoint then overwrites."""
-    normalizer = Normalizer.__new__(Normalizer)
-    normalizer.video_mean, normalizer.video_std = 0.0, 1.0
-    normalizer.response_scale = np.ones(n_neurons)
-    normalizer.response_shift = np.zeros(n_neurons)
-    normalizer.behavior_mean, normalizer.behavior_std = np.zeros(2), np.ones(2)
-    normalizer.pupil_mean, normalizer.pupil_std = np.zeros(2), np.ones(2)
+    normalizer = Normalizer.from_parameters(
+        video_mean=0.0,
+        video_std=1.0,
+        response_scale=np.ones(n_neurons),
+        response_shift=np.zeros(n_neurons),
+        behavior_mean=np.zeros(2),
+        behavior_std=np.ones(2),
+        pupil_mean=np.zeros(2),
+        pupil_std=np.ones(2),
+    )
     return SessionInfo(session_id, np.arange(n_neurons), np.zeros((n_neurons, 3)), normalizer)
 
 

@@ -197,22 +197,10 @@ class Trainer:
         if t.freeze_core:
             for p in self.model.shared_parameters():
                 p.requires_grad_(False)
-        normalizers = {}
-        for s in self.cohort:
-            norm = self.model.session(s.session_id).normalization
-            n = Normalizer.__new__(Normalizer)
-            n.video_mean, n.video_std = float(norm.video_mean), float(norm.video_std)
-            n.response_scale = norm.response_scale.cpu().double().numpy()
-            n.response_shift = norm.response_shift.cpu().double().numpy()
-            n.behavior_mean, n.behavior_std = (
-                norm.behavior_mean.cpu().double().numpy(),
-                norm.behavior_std.cpu().double().numpy(),
-            )
-            n.pupil_mean, n.pupil_std = (
-                norm.pupil_mean.cpu().double().numpy(),
-                norm.pupil_std.cpu().double().numpy(),
-            )
-            normalizers[s.session_id] = n
+        normalizers = {
+            s.session_id: self.model.session(s.session_id).normalization.to_normalizer()
+            for s in self.cohort
+        }
         self.windows = TrainingWindows(
             self.cohort,
             WindowConfig(
