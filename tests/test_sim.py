@@ -144,6 +144,18 @@ def test_simulated_tree_has_tiers_repeats_and_ground_truth(tiny_mouse: Path):
     assert {"pre", "post", "synapse_count"} == set(connections.columns) and len(connections) > 0
 
 
+def test_every_unique_clip_shows_a_different_movie(tiny_mouse: Path):
+    """Training, validation and test clips are distinct movies (no clip is shown in two tiers
+    unless it is a repeat of itself)."""
+    s = open_session(tiny_mouse)
+    first = {}
+    for i in range(s.n_trials):
+        first.setdefault(str(s.video_ids[i]), i)
+    signatures = {clip: s.read(i, "video")[::50].tobytes() for clip, i in first.items()}
+    assert len(signatures) >= 4
+    assert len(set(signatures.values())) == len(signatures)
+
+
 def test_rebuilt_simulator_reproduces_rates(tiny_mouse: Path):
     rebuilt = rebuild_simulator(tiny_mouse)
     truth, _ = load_ground_truth(tiny_mouse)

@@ -56,7 +56,8 @@ def test_training_runs_logs_and_writes_loadable_checkpoints(sim_cohort: Path, tm
 
 def test_resume_continues_bit_exactly(sim_cohort: Path, tmp_path: Path, monkeypatch):
     cohort = open_cohort(sim_cohort)
-    config = _config("train.ema_decay=0.9")
+    # a readout position search at the step where the run is interrupted (and at the start)
+    config = _config("train.ema_decay=0.9", "train.position_search_steps=[0,4]")
     straight = train(cohort, config, tmp_path / "straight", progress=False)
 
     original = Trainer._step

@@ -94,6 +94,10 @@ class TrainingWindows(IterableDataset):
         p = frames if config.sampling == "proportional" else (frames > 0).astype(float)
         self.session_p = p / p.sum()
 
+    def trials(self, session_index: int) -> np.ndarray:
+        """Ids of the trials this dataset draws windows from in session ``session_index``."""
+        return self._trials[session_index]
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 

@@ -150,16 +150,30 @@ class FoundationModel(nn.Module):
         ``pupil_center [batch, time, 2]``. ``sample`` (default: ``self.training`` and
         ``readout.sample``) draws readout positions from their Gaussians.
         """
-        _check_inputs(video, behavior, pupil_center)
         modules = self.session(session_id)
         if sample is None:
             sample = self.training and self.config.readout.sample
+        features, state = self.features(session_id, video, behavior, pupil_center, state)
+        x = modules.readout(features, self.position_map, sample)
+        return output_nonlinearity(x, self.config.readout.output), state
+
+    def features(
+        self,
+        session_id: str,
+        video: Tensor,
+        behavior: Tensor,
+        pupil_center: Tensor,
+        state: ModelState | None = None,
+    ) -> tuple[Tensor, ModelState]:
+        """Normalised inputs -> the core's feature map ``[batch, time, C, h, w]`` as this
+        session's readout sees it (through its perspective and modulation)."""
+        _check_inputs(video, behavior, pupil_center)
+        modules = self.session(session_id)
         modulation_state, core_state = state if state is not None else (None, None)
         retina = modules.perspective(video, pupil_center)
         modulation, modulation_state = modules.modulation(behavior, modulation_state)
         features, core_state = self.core(retina, modulation, core_state)
-        x = modules.readout(features, self.position_map, sample)
-        return output_nonlinearity(x, self.config.readout.output), (modulation_state, core_state)
+        return features, (modulation_state, core_state)
 
     @torch.no_grad()
     def predict(

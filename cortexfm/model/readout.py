@@ -67,6 +67,12 @@ class Readout(nn.Module):
         """Mean positions ``[neurons, 2]`` (x, y) in [-1, 1]."""
         return torch.tanh(position_map(self.coords) + self.delta)
 
+    @torch.no_grad()
+    def move_to(self, positions: Tensor, position_map: PositionMap) -> None:
+        """Set the mean positions ``[neurons, 2]`` (x, y in [-1, 1]) through ``delta``."""
+        target = positions.to(self.delta).clamp(-0.99, 0.99)
+        self.delta.copy_(torch.atanh(target) - position_map(self.coords))
+
     def forward(self, features: Tensor, position_map: PositionMap, sample: bool) -> Tensor:
         b, t, c, h, w = features.shape
         mu = self.positions(position_map)

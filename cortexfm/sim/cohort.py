@@ -139,12 +139,14 @@ def simulate_mouse(
         extra_info={"simulated": True, "seed": seed, "mouse_index": mouse_index},
     )
     similarity_rates: list[np.ndarray] = []
+    n_clips = 0  # clips generated so far: each new clip gets its own random stream
     with writer:
         for tier, stimulus_type, clip in tqdm(
             plan, desc=f"simulating {mouse_id}", disable=not progress, unit="trial"
         ):
             if clip not in stimuli:
-                clip_rng = np.random.default_rng([seed, mouse_index, len(stimuli), 1])
+                clip_rng = np.random.default_rng([seed, mouse_index, n_clips, 1])
+                n_clips += 1
                 if stimulus_type == "natural_movie":
                     stimuli[clip] = natural_movie(
                         monitor, clip_frames, clip_rng, images, clip_id=clip

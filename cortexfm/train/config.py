@@ -29,6 +29,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # wall-clock budget (0: none); stops at an epoch boundary
     optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd uses adaptive gradient clipping
     lr: float = 3e-3
+    readout_lr_factor: float = 3.0  # readouts (positions, barcodes, biases) learn at lr x this
     weight_decay: float = 1e-4
     momentum: float = 0.9  # sgd only
     agc_clip: float = 0.05  # sgd only: adaptive gradient clipping factor
@@ -38,6 +39,10 @@ class TrainConfig:
     ema_decay: float = 0.0  # exponential moving average of weights (0: off)
     early_stopping_patience: int = 5  # epochs without validation improvement (0: never stop)
     validation_trials: int = 16  # per session (tier "validation")
+    # readout position search (cortexfm.train.positions) before these steps; () turns it off
+    position_search_steps: tuple[int, ...] = (0, 100, 300)
+    position_search_frames: int = 12000  # per session
+    position_search_pooling_um: float = 50.0  # cortical smoothing of the search's evidence
     sampling: Literal["proportional", "uniform"] = "proportional"
     freeze_core: bool = False  # transfer: train only the session modules
     amp: bool = True  # bfloat16 autocast on GPU (ignored on CPU)

@@ -71,6 +71,12 @@ def sum_scalar(value: torch.Tensor, info: DistributedInfo) -> torch.Tensor:
     return value
 
 
+def broadcast_(tensor: torch.Tensor, info: DistributedInfo) -> None:
+    """Overwrite ``tensor`` on every rank with rank 0's values (in place)."""
+    if info.active:
+        dist.broadcast(tensor, src=0)
+
+
 def barrier(info: DistributedInfo) -> None:
     if info.active:
         dist.barrier()

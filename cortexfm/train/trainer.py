@@ -41,6 +41,7 @@ from cortexfm.train.checkpoint import (
     save_checkpoint,
 )
 from cortexfm.train.config import RunConfig
+from cortexfm.train.positions import search_positions
 
 VALIDATION_TIER = "validation"
 
@@ -104,12 +105,22 @@ def learning_rate_factor(step: int, config: RunConfig) -> float:
 
 
 def make_optimizer(model: FoundationModel, config: RunConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD; readout parameters in their own group, at ``lr x readout_lr_factor``
+    (each group's ``lr_scale``; the schedule multiplies it)."""
     t = config.train
-    params = [p for p in model.parameters() if p.requires_grad]
+    readout, other = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (readout if ".readout." in name else other).append(p)
+    groups = [
+        {"params": params, "lr": t.lr * scale, "lr_scale": scale}
+        for params, scale in ((other, 1.0), (readout, t.readout_lr_factor))
+        if params
+    ]
     if t.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     raise ValueError(f"train.optimizer must be adamw or sgd, got {t.optimizer!r}")
 
 
@@ -260,7 +271,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], t.grad_clip)
         factor = learning_rate_factor(global_step, self.config)
         for group in self.optimizer.param_groups:
-            group["lr"] = t.lr * factor
+            group["lr"] = t.lr * factor * group.get("lr_scale", 1.0)
         self.optimizer.step()
         if self.ema:
             with torch.no_grad():
@@ -323,6 +334,8 @@ class Trainer:
             epoch_losses = []
             steps = min(t.steps_per_epoch, t.max_steps - state["step"])
             for i in range(steps):
+                if state["step"] in t.position_search_steps:
+                    self._search_positions(state["step"], bar)
                 loss = self._step(state["epoch"], i, state["step"])
                 epoch_losses.append(loss)
                 state["step"] += 1
@@ -389,6 +402,33 @@ class Trainer:
             state["losses"],
             stopped_early,
         )
+
+    def _search_positions(self, step: int, bar: tqdm) -> None:
+        """Move every trained session's readouts to their best positions (and the EMA copy)."""
+        t = self.config.train
+        assert self.model is not None and self.windows is not None
+        for index, session in enumerate(self.cohort):
+            stats = search_positions(
+                self.model,
+                session,
+                self.windows.trials(index),
+                self.windows.normalizers[session.session_id],
+                max_frames=t.position_search_frames,
+                burn_in=t.burn_in,
+                device=self.device,
+                pooling_um=t.position_search_pooling_um,
+            )
+            readout = self.model.session(session.session_id).readout
+            distributed.broadcast_(readout.delta.data, self.dist)
+            if self.ema:
+                key = f"sessions.{self.model._key(session.session_id)}.readout.delta"
+                self.ema[key].copy_(readout.delta.detach())
+            if self.dist.is_main and self.progress:
+                bar.write(
+                    f"step {step}: readout positions of {session.session_id} searched on "
+                    f"{stats['frames']} frames; median move {stats['median_shift_cells']:.2f} "
+                    f"cells, median variance explained {stats['median_variance_explained']:.3f}"
+                )
 
     @contextlib.contextmanager
     def _ema_weights(self):

@@ -32,6 +32,7 @@ TRANSFER_DEFAULTS = (
     "warmup_steps=50",
     "early_stopping_patience=4",
     "max_minutes=0",
+    "position_search_steps=[0, 100]",
 )
 
 

@@ -1,0 +1,171 @@
+"""How fast can the core + readout learn the simulator's visual drive? (no noise, no behaviour)
+
+Simulates one mouse's noise-free, stimulus-only rates (centred gaze, resting behaviour) to
+natural movies, trains only the core and a readout on them (Poisson loss on the rates) for
+``--minutes`` of wall-clock time, and prints the median correlation with the true rate on
+held-out clips every ``--every`` steps. It separates "can this architecture and optimiser learn
+the visual pathway quickly?" from the noise and behaviour of the full benchmark.
+
+    python benchmarks/core_probe.py --minutes 4 core.channels=[32,32] --lr 3e-3
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from cortexfm.model.config import apply_overrides, preset
+from cortexfm.model.core import Core
+from cortexfm.model.loss import output_nonlinearity
+from cortexfm.model.readout import PositionMap, Readout
+from cortexfm.sim.population import sample_population
+from cortexfm.sim.response import KERNEL_FRAMES, ResponseModel
+from cortexfm.stimuli import Monitor, natural_movie
+
+
+def simulate(n_neurons: int, train_clips: int, test_clips: int, seed: int):
+    monitor = Monitor()
+    rng = np.random.default_rng(seed)
+    population = sample_population(n_neurons, rng, monitor)
+    model = ResponseModel(population, monitor)
+    clips = [natural_movie(monitor, 300, rng).frames for _ in range(train_clips + test_clips)]
+    rest = np.tile([50.0, 0.0], (300, 1))
+    rates = [model.rates(c, rest, np.zeros((300, 2))) for c in clips]
+    video = np.stack(clips).astype(np.float32)
+    video = (video - video.mean()) / video.std()
+    rates = np.stack(rates).astype(np.float32)
+    coords = population.table[["x", "y"]].to_numpy()
+    true_xy = np.stack(
+        [
+            population["rf_x"] / (monitor.width_deg / 2),
+            -population["rf_y"] / (monitor.height_deg / 2),
+        ],
+        axis=1,
+    )
+    return video, rates, coords, train_clips, true_xy
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--neurons", type=int, default=500)
+    ap.add_argument("--clips", type=int, default=48, help="10-s training clips")
+    ap.add_argument("--minutes", type=float, default=4)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--readout-lr", type=float, default=None)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--every", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--true-positions", action="store_true", help="start readouts at true RFs")
+    ap.add_argument(
+        "--search-at", type=int, nargs="*", default=[], help="steps to search positions"
+    )
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    t0 = time.perf_counter()
+    video, rates, coords, n_train, true_xy = simulate(args.neurons, args.clips, 4, args.seed)
+    scale = rates[:n_train].std(axis=(0, 1)) + 1e-6
+    targets = torch.from_numpy(rates / scale)
+    video_t = torch.from_numpy(video)
+    print(f"simulated in {time.perf_counter() - t0:.0f} s")
+
+    config = apply_overrides(preset("cpu"), args.overrides)
+    core = Core(config.core, config.modulation.features)
+    position_map = PositionMap()
+    readout = Readout(config.readout, core.out_channels, coords)
+    with torch.no_grad():
+        mean = targets[:n_train].mean((0, 1))
+        readout.bias.copy_(torch.log(torch.expm1(mean.clamp(min=1e-3))))
+        if args.true_positions:
+            target = torch.from_numpy(np.clip(true_xy, -0.99, 0.99)).float()
+            readout.delta.copy_(torch.atanh(target) - position_map(readout.coords))
+    readout_lr = args.readout_lr or args.lr
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [*core.parameters(), *position_map.parameters()], "lr": args.lr},
+            {"params": readout.parameters(), "lr": readout_lr},
+        ],
+        weight_decay=0.0,
+    )
+    print(
+        f"core {sum(p.numel() for p in core.parameters()):,} params, "
+        f"{core.out_channels} channels at {core.output_size(video.shape[-2:])}"
+    )
+    rng = np.random.default_rng(args.seed)
+    modulation = torch.zeros(args.batch, args.window, config.modulation.features)
+    test_mod = torch.zeros(1, 300, config.modulation.features)
+    step, burn_in, start = 0, 10, time.perf_counter()
+
+    def evaluate() -> float:
+        with torch.no_grad():
+            scores = []
+            for clip in range(n_train, len(video)):
+                features, _ = core(video_t[clip : clip + 1], test_mod)
+                pred = output_nonlinearity(
+                    readout(features, position_map, False), config.readout.output
+                )[0, KERNEL_FRAMES:].numpy()
+                scores.append(pred)
+            pred = np.concatenate(scores)
+            true = rates[n_train:, KERNEL_FRAMES:].reshape(-1, rates.shape[-1])
+            pz = (pred - pred.mean(0)) / (pred.std(0) + 1e-9)
+            tz = (true - true.mean(0)) / (true.std(0) + 1e-9)
+            return float(np.median((pz * tz).mean(0)))
+
+    def search() -> None:
+        with torch.no_grad():
+            feats = torch.cat(
+                [
+                    core(video_t[c : c + 1], test_mod)[0][0, burn_in:]
+                    for c in range(min(n_train, 12))
+                ]
+            )
+            ys = torch.cat([targets[c, burn_in:] for c in range(min(n_train, 12))])
+            t, c, h, w = feats.shape
+            x = feats.permute(2, 3, 0, 1).reshape(h * w, t, c)
+            x = x - x.mean(1, keepdim=True)
+            y = ys - ys.mean(0)
+            xtx = x.transpose(1, 2) @ x + 1e-2 * t * torch.eye(c)
+            xty = x.transpose(1, 2) @ y  # [p, c, n]
+            sol = torch.linalg.solve(xtx, xty)
+            score = (sol * xty).sum(1)  # [p, n]
+            best = score.argmax(0)
+            gy, gx = best // w, best % w
+            pos = torch.stack([gx / (w - 1) * 2 - 1, gy / (h - 1) * 2 - 1], 1).float()
+            err = (pos - torch.from_numpy(true_xy).float()).abs()
+            print(
+                f"search: median |error| x {err[:, 0].median():.3f} y {err[:, 1].median():.3f} (map units)"
+            )
+            readout.delta.copy_(torch.atanh(pos.clamp(-0.99, 0.99)) - position_map(readout.coords))
+
+    while time.perf_counter() - start < args.minutes * 60:
+        if step in args.search_at:
+            search()
+        clip = rng.integers(n_train, size=args.batch)
+        offset = rng.integers(300 - args.window, size=args.batch)
+        x = torch.stack(
+            [video_t[c, o : o + args.window] for c, o in zip(clip, offset, strict=True)]
+        )
+        y = torch.stack(
+            [targets[c, o : o + args.window] for c, o in zip(clip, offset, strict=True)]
+        )
+        features, _ = core(x, modulation)
+        pred = output_nonlinearity(readout(features, position_map, False), config.readout.output)
+        p, t = pred[:, burn_in:], y[:, burn_in:]
+        loss = (p - t * torch.log(p + 1e-8)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([*core.parameters(), *readout.parameters()], 5.0)
+        optimizer.step()
+        step += 1
+        if step % args.every == 0:
+            elapsed = time.perf_counter() - start
+            print(f"step {step:5d}  {elapsed:6.0f} s  loss {loss.item():.4f}  r {evaluate():.3f}")
+    print(f"final: step {step}, median r with the true rate on held-out clips {evaluate():.3f}")
+
+
+if __name__ == "__main__":
+    main()
