@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import torch
+from scipy.signal import lfilter
 
 from cortexfm.model.config import apply_overrides, preset
 from cortexfm.model.core import Core
@@ -24,6 +25,7 @@ from cortexfm.model.readout import PositionMap, Readout
 from cortexfm.sim.population import sample_population
 from cortexfm.sim.response import KERNEL_FRAMES, ResponseModel
 from cortexfm.stimuli import Monitor, natural_movie
+from cortexfm.train.positions import best_positions, pool_over_cortex, position_scores
 
 
 def simulate(n_neurons: int, train_clips: int, test_clips: int, seed: int):
@@ -59,6 +61,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--noise", action="store_true", help="train on noisy responses, not rates")
     ap.add_argument("--true-positions", action="store_true", help="start readouts at true RFs")
     ap.add_argument(
         "--search-at", type=int, nargs="*", default=[], help="steps to search positions"
@@ -68,8 +71,13 @@ def main() -> None:
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     video, rates, coords, n_train, true_xy = simulate(args.neurons, args.clips, 4, args.seed)
-    scale = rates[:n_train].std(axis=(0, 1)) + 1e-6
-    targets = torch.from_numpy(rates / scale)
+    observed = rates
+    if args.noise:  # Poisson spikes, calcium-like smoothing (as the simulator's recordings)
+        spikes = np.random.default_rng(args.seed + 1).poisson(rates).astype(np.float32)
+        observed = lfilter([1 - np.exp(-0.5)], [1, -np.exp(-0.5)], spikes, axis=1)
+        observed = observed.astype(np.float32)
+    scale = observed[:n_train].std(axis=(0, 1)) + 1e-6
+    targets = torch.from_numpy(observed / scale)
     video_t = torch.from_numpy(video)
     print(f"simulated in {time.perf_counter() - t0:.0f} s")
 
@@ -116,30 +124,16 @@ def main() -> None:
             return float(np.median((pz * tz).mean(0)))
 
     def search() -> None:
+        """The trainer's position search (ridge evidence pooled over cortex), first 12 clips."""
         with torch.no_grad():
-            feats = torch.cat(
-                [
-                    core(video_t[c : c + 1], test_mod)[0][0, burn_in:]
-                    for c in range(min(n_train, 12))
-                ]
-            )
-            ys = torch.cat([targets[c, burn_in:] for c in range(min(n_train, 12))])
-            t, c, h, w = feats.shape
-            x = feats.permute(2, 3, 0, 1).reshape(h * w, t, c)
-            x = x - x.mean(1, keepdim=True)
-            y = ys - ys.mean(0)
-            xtx = x.transpose(1, 2) @ x + 1e-2 * t * torch.eye(c)
-            xty = x.transpose(1, 2) @ y  # [p, c, n]
-            sol = torch.linalg.solve(xtx, xty)
-            score = (sol * xty).sum(1)  # [p, n]
-            best = score.argmax(0)
-            gy, gx = best // w, best % w
-            pos = torch.stack([gx / (w - 1) * 2 - 1, gy / (h - 1) * 2 - 1], 1).float()
+            clips = range(min(n_train, 40))
+            feats = torch.cat([core(video_t[c : c + 1], test_mod)[0][0, burn_in:] for c in clips])
+            ys = torch.cat([targets[c, burn_in:] for c in clips])
+            scores = pool_over_cortex(position_scores(feats, ys), coords, 50.0)
+            pos = best_positions(scores)
             err = (pos - torch.from_numpy(true_xy).float()).abs()
-            print(
-                f"search: median |error| x {err[:, 0].median():.3f} y {err[:, 1].median():.3f} (map units)"
-            )
-            readout.delta.copy_(torch.atanh(pos.clamp(-0.99, 0.99)) - position_map(readout.coords))
+            print(f"search: median |error| x {err[:, 0].median():.3f} y {err[:, 1].median():.3f}")
+            readout.move_to(pos, position_map)
 
     while time.perf_counter() - start < args.minutes * 60:
         if step in args.search_at:

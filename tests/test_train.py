@@ -201,3 +201,19 @@ def test_dff_responses_need_an_explicit_choice(sim_cohort: Path, tmp_path: Path,
     log = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["loss"]) for r in log)
     assert cli([*args[:4], str(tmp_path / "run2"), *args[5:], "--response-transform", "shift"]) == 0
+
+
+def test_optimizer_groups_scale_readout_and_perspective_learning_rates(sim_cohort: Path):
+    from cortexfm.train.trainer import build_model, learning_rate_factor, make_optimizer
+
+    cohort = open_cohort(sim_cohort)
+    config = _config("train.readout_lr_factor=4", "train.perspective_lr_factor=0.25")
+    model = build_model(cohort, config)
+    optimizer = make_optimizer(model, config)
+    ids = {id(p): g["lr_scale"] for g in optimizer.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert len(ids) == len(named)  # every parameter exactly once
+    for name, p in named.items():
+        expected = 4 if ".readout." in name else 0.25 if ".perspective." in name else 1
+        assert ids[id(p)] == expected, name
+    assert learning_rate_factor(0, config) > 0

@@ -31,6 +31,9 @@ class CausalConvLayer(nn.Module):
         self.spatial = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2)
         self.temporal = nn.Conv3d(c_out, c_out, (temporal, 1, 1))
         self.history = temporal - 1
+        for conv in (self.spatial, self.temporal):  # variance-preserving through the GELUs
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
 
     def forward(self, x: Tensor, buffer: Tensor | None) -> tuple[Tensor, Tensor]:
         """``x [batch, time, C, H, W]`` -> ``[batch, time, C', h, w]`` and the new buffer."""
@@ -53,6 +56,12 @@ class ConvLSTM(nn.Module):
         self.input_conv = nn.Conv2d(c_in, 4 * hidden, kernel, padding=kernel // 2)
         self.modulation = nn.Linear(modulation, 4 * hidden, bias=False)
         self.hidden_conv = nn.Conv2d(hidden, 4 * hidden, kernel, padding=kernel // 2, bias=False)
+        # the visual input reaches the gates at unit scale; behaviour starts with no say (zero
+        # weights) and earns it: with PyTorch's default initialisation, the behavioural term
+        # outweighed the shrunken visual one and the gates followed the running mouse
+        nn.init.kaiming_normal_(self.input_conv.weight, nonlinearity="linear")
+        nn.init.zeros_(self.input_conv.bias)
+        nn.init.zeros_(self.modulation.weight)
         with torch.no_grad():  # forget gate bias 1: remember by default
             self.input_conv.bias[hidden : 2 * hidden].fill_(1.0)
 

@@ -30,6 +30,9 @@ class TrainConfig:
     optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd uses adaptive gradient clipping
     lr: float = 3e-3
     readout_lr_factor: float = 3.0  # readouts (positions, barcodes, biases) learn at lr x this
+    # perspectives (eye and monitor pose) learn at lr x this: at full lr, Adam's steps made the
+    # retinal image drift under the readouts and the visual pathway never settled
+    perspective_lr_factor: float = 0.1
     weight_decay: float = 1e-4
     momentum: float = 0.9  # sgd only
     agc_clip: float = 0.05  # sgd only: adaptive gradient clipping factor

@@ -105,16 +105,18 @@ def learning_rate_factor(step: int, config: RunConfig) -> float:
 
 
 def make_optimizer(model: FoundationModel, config: RunConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD; readout parameters in their own group, at ``lr x readout_lr_factor``
-    (each group's ``lr_scale``; the schedule multiplies it)."""
+    """AdamW or SGD. Readouts learn at ``lr x readout_lr_factor``, perspectives at
+    ``lr x perspective_lr_factor`` (each group's ``lr_scale``; the schedule multiplies it)."""
     t = config.train
-    readout, other = [], []
+    scales = {"readout": t.readout_lr_factor, "perspective": t.perspective_lr_factor}
+    grouped: dict[str, list[torch.nn.Parameter]] = {"other": [], **{k: [] for k in scales}}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (readout if ".readout." in name else other).append(p)
+            kind = next((k for k in scales if f".{k}." in name), "other")
+            grouped[kind].append(p)
     groups = [
-        {"params": params, "lr": t.lr * scale, "lr_scale": scale}
-        for params, scale in ((other, 1.0), (readout, t.readout_lr_factor))
+        {"params": params, "lr": t.lr * scales.get(kind, 1.0), "lr_scale": scales.get(kind, 1.0)}
+        for kind, params in grouped.items()
         if params
     ]
     if t.optimizer == "adamw":
