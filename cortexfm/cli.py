@@ -143,6 +143,7 @@ def _cmd_data_efficiency(args: argparse.Namespace) -> int:
         minutes=minutes,
         seeds=seeds,
         overrides=[o[len("train.") :] for o in args.overrides],
+        workers=args.workers,
     )
     print(summarize_efficiency(table).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(f"results, summary and plot in {args.out}")
@@ -397,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--minutes", default="2,4,8,16,all", help="comma-separated amounts (default: 2,4,8,16,all)"
     )
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="fits run at once, each in its own process sharing the CPU cores (default 1)",
+    )
     p.add_argument("overrides", nargs="*", help="train.* overrides for every fit")
     p.set_defaults(func=_cmd_data_efficiency)
 

@@ -12,6 +12,7 @@ import torch
 
 from cortexfm.cli import main as cli
 from cortexfm.data import open_session
+from cortexfm.evaluate.run import compare_models
 from cortexfm.train import load_checkpoint
 from cortexfm.train.transfer import first_minutes
 
@@ -196,9 +197,15 @@ def test_data_efficiency_runs_both_models_and_resumes(
         "train.window=24",
         "train.batch_size=2",
     ]
+    # seed 0 in two worker processes, then seed 1 in this one: the second call adds only
+    # the fits the first one did not do
+    seed0 = [a if a != "0,1" else "0" for a in args]
+    assert cli([*seed0[:1], "--workers", "2", *seed0[1:]]) == 0
+    assert len(pd.read_json(out / "results.jsonl", lines=True)) == 2 * 2
     assert cli(args) == 0
     table = pd.read_json(out / "results.jsonl", lines=True)
     assert len(table) == 2 * 2 * 2
+    assert not table.duplicated(["minutes", "seed", "model"]).any()
     assert set(table.model) == {"foundation", "individual"}
     assert table.groupby("minutes").training_minutes.max()["0.1"] <= 0.1 + 1e-9 or (
         table[table.minutes == "0.1"].training_minutes.nunique() == 1
@@ -231,5 +238,27 @@ def test_evaluate_compares_models_per_stimulus_type(
     ]
     assert cli(args) == 0
     table = pd.read_csv(out / "comparison.csv", index_col=0)
-    assert list(table.columns) == ["a", "b"] and np.allclose(table.a, table.b, equal_nan=True)
+    assert list(table.columns[:2]) == ["a", "b"] and np.allclose(table.a, table.b, equal_nan=True)
+    assert table.index[0] == "natural_movie"
     assert (out / "comparison.png").exists() and (out / "a" / "neurons.csv").exists()
+
+
+def test_comparison_gives_each_family_relative_to_natural_video(tmp_path: Path):
+    def summary(natural: float, gabor: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "session_id": ["all", "all", "s0"],
+                "stimulus_type": ["drifting_gabor", "natural_movie", "natural_movie"],
+                "cc_norm": [gabor, natural, 0.0],
+                "single_trial": [0.1, 0.2, 0.0],
+            }
+        )
+
+    table = compare_models(
+        {"foundation": summary(0.5, 0.4), "individual": summary(0.4, 0.1)}, tmp_path
+    ).set_index("stimulus_type")
+    assert list(table.index) == ["natural_movie", "drifting_gabor"]  # natural first
+    assert table.loc["drifting_gabor", "foundation / natural"] == pytest.approx(0.8)
+    assert table.loc["drifting_gabor", "individual / natural"] == pytest.approx(0.25)
+    assert table.loc["natural_movie", "individual"] == pytest.approx(0.4)  # not session s0
+    assert (tmp_path / "comparison.png").exists()

@@ -144,7 +144,9 @@ def format_summary(summary: pd.DataFrame) -> str:
 
 def compare_models(summaries: dict[str, pd.DataFrame], out_dir: str | Path) -> pd.DataFrame:
     """Median CC_norm per stimulus type (all sessions) for several models: a table
-    (``comparison.csv``) and grouped bars (``comparison.png``), natural movies first."""
+    (``comparison.csv``; with natural movies, also each model's CC_norm as a fraction of its
+    natural-movie CC_norm, ``"<label> / natural"``) and grouped bars (``comparison.png``),
+    natural movies first."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -163,14 +165,18 @@ def compare_models(summaries: dict[str, pd.DataFrame], out_dir: str | Path) -> p
     wide = table.pivot(index="stimulus_type", columns="model", values="cc_norm")
     order = sorted(wide.index, key=lambda s: (s != "natural_movie", s))
     wide = wide.loc[order, list(summaries)]
+    bars = wide.copy()
+    if "natural_movie" in wide.index:  # out-of-distribution families relative to natural video
+        for label in summaries:
+            wide[f"{label} / natural"] = wide[label] / wide.loc["natural_movie", label]
     wide.to_csv(out / "comparison.csv")
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(wide), 3.2))
-    width = 0.8 / len(wide.columns)
-    for i, label in enumerate(wide.columns):
-        ax.bar(np.arange(len(wide)) + i * width, wide[label], width, label=label)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(bars), 3.2))
+    width = 0.8 / len(bars.columns)
+    for i, label in enumerate(bars.columns):
+        ax.bar(np.arange(len(bars)) + i * width, bars[label], width, label=label)
     ax.set_xticks(
-        np.arange(len(wide)) + 0.4 - width / 2,
-        [s.replace("_", "\n") for s in wide.index],
+        np.arange(len(bars)) + 0.4 - width / 2,
+        [s.replace("_", "\n") for s in bars.index],
         fontsize=7,
     )
     ax.set_ylabel("median CC_norm")
