@@ -51,7 +51,13 @@ class DemoConfig:
     )
     efficiency_minutes: tuple[float | None, ...] = (2.0, None)
     efficiency_seeds: tuple[int, ...] = (0,)
-    efficiency: tuple[str, ...] = ("max_steps=80", "steps_per_epoch=40", "warmup_steps=10")
+    efficiency: tuple[str, ...] = (
+        "max_steps=80",
+        "steps_per_epoch=40",
+        "warmup_steps=10",
+        "position_search_steps=[0, 40]",
+    )
+    efficiency_workers: int = 2  # fits at once (each with cpu_count // workers threads)
     meis: int = 10
     mei_steps: int = 100
     stimulus_frames: int = 60
@@ -80,6 +86,7 @@ def quick_config() -> DemoConfig:
             "batch_size=4",
             "warmup_steps=2",
         ),
+        efficiency_workers=1,  # starting worker processes costs more than these fits
         meis=3,
         mei_steps=20,
         stimulus_frames=30,
@@ -143,6 +150,7 @@ def run_demo(out: str | Path, config: DemoConfig, seed: int = 0) -> Path:
             minutes=config.efficiency_minutes,
             seeds=config.efficiency_seeds,
             overrides=config.efficiency,
+            workers=config.efficiency_workers,
         )
         stages.finish(
             "efficiency", {"summary": summarize_efficiency(table).to_dict(orient="records")}, t0
