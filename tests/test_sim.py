@@ -188,3 +188,18 @@ def test_invalid_parameters_raise():
         NoiseConfig(mean_rate=-1)
     with pytest.raises(ValueError, match="n_frames"):
         simulate_behavior(0, np.random.default_rng(0))
+
+
+def test_held_out_mice_continue_the_cohort_numbering(sim_cohort: Path, tmp_path: Path):
+    """`simulate --first-mouse 1` makes the same animal as mouse 1 of a cohort from mouse 0."""
+    from cortexfm.cli import main as cli
+
+    out = tmp_path / "held_out"
+    args = ["simulate", "--mice", "1", "--first-mouse", "1", "--neurons", "40"]
+    args += ["--minutes", "0.5", "--oracle-clips", "1", "--repeats", "3", "--ood-clips", "0"]
+    assert cli([*args, "--out", str(out)]) == 0
+    assert [p.name for p in out.iterdir()] == ["mouse1"]
+    held_out, same = open_session(out / "mouse1"), open_session(sim_cohort / "mouse1")
+    assert held_out.session_id == same.session_id == "sim-mouse1-s0"
+    assert held_out.session_id != open_session(sim_cohort / "mouse0").session_id
+    np.testing.assert_array_equal(held_out.trial(0).responses, same.trial(0).responses)

@@ -208,13 +208,23 @@ def rebuild_simulator(session_path: str | Path) -> ResponseModel:
 
 
 def simulate_cohort(
-    out: str | Path, n_mice: int, config: SimulationConfig, *, seed: int = 0, progress: bool = True
+    out: str | Path,
+    n_mice: int,
+    config: SimulationConfig,
+    *,
+    seed: int = 0,
+    first_mouse: int = 0,
+    progress: bool = True,
 ) -> list[Path]:
-    """``n_mice`` mice under ``out/mouse<i>``; finished mice are kept (resumable)."""
+    """``n_mice`` mice under ``out/mouse<i>``, i = ``first_mouse``, ``first_mouse + 1``, ...;
+    finished mice are kept (resumable). Mice are numbered across cohorts: with the same seed,
+    ``first_mouse=4`` gives new animals for a foundation trained on mice 0-3 (held-out mice)."""
     if n_mice < 1:
         raise ValueError(f"n_mice must be >= 1, got {n_mice}")
+    if first_mouse < 0:
+        raise ValueError(f"first_mouse must be >= 0, got {first_mouse}")
     paths = []
-    for m in range(n_mice):
+    for m in range(first_mouse, first_mouse + n_mice):
         path = Path(out) / f"mouse{m}"
         if not (path / "meta" / "ground_truth" / "simulation.json").exists():
             simulate_mouse(
