@@ -86,7 +86,7 @@ def quick_config() -> DemoConfig:
             "batch_size=4",
             "warmup_steps=2",
         ),
-        efficiency_workers=1,  # starting worker processes costs more than these fits
+        efficiency_workers=1,  # fits of seconds: no worker processes to start
         meis=3,
         mei_steps=20,
         stimulus_frames=30,

@@ -54,8 +54,7 @@ def data_efficiency(
     """Run (or resume) the experiment; returns one row per (mouse, minutes, seed, model).
 
     ``workers`` > 1 runs that many fits at once, each in its own process with
-    ``cpu_count // workers`` torch threads (on a CPU, several one-thread fits finish sooner
-    than the same fits one after another with all threads).
+    ``cpu_count // workers`` torch threads (for machines with more cores than one fit uses).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
