@@ -195,20 +195,20 @@ def orientation_check(truth, core, readout, position_map, config) -> None:
         features, _ = core(x, torch.zeros(len(videos), 60, config.modulation.features))
         pred = output_nonlinearity(readout(features, position_map, False), config.readout.output)
         probe = pred[:, KERNEL_FRAMES:].mean(1).numpy()
-    for name, r in (("true", true), ("probe", probe)):
-        r = r.reshape(3, 16, -1)
+
+    def tuning(responses: np.ndarray) -> dict[str, np.ndarray]:
+        """Selectivity at each neuron's best spatial frequency (as cortexfm.insilico does)."""
+        r = responses.reshape(3, 16, -1)
         best = r.max(1).argmax(0)
-        curves = r[best, :, np.arange(r.shape[2])]
-        sel = selectivity(curves, directions)
-        if name == "true":
-            reference = sel
-        else:
-            for key in ("gOSI", "gDSI"):
-                rr = np.corrcoef(sel[key], reference[key])[0, 1]
-                print(
-                    f"{key}: probe median {np.median(sel[key]):.3f} vs true "
-                    f"{np.median(reference[key]):.3f}; r = {rr:.2f}"
-                )
+        return selectivity(r[best, :, np.arange(r.shape[2])], directions)
+
+    reference, found = tuning(true), tuning(probe)
+    for key in ("gOSI", "gDSI"):
+        rr = np.corrcoef(found[key], reference[key])[0, 1]
+        print(
+            f"{key}: probe median {np.median(found[key]):.3f} vs true "
+            f"{np.median(reference[key]):.3f}; r = {rr:.2f}"
+        )
 
 
 if __name__ == "__main__":

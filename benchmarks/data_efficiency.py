@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from cortexfm.data import open_cohort
 from cortexfm.evaluate.efficiency import data_efficiency, summarize_efficiency
-from cortexfm.sim import SimulationConfig, simulate_mouse
+from cortexfm.sim import SimulationConfig, simulate_cohort
 
 
 def main() -> None:
@@ -62,10 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = SimulationConfig(n_neurons=args.neurons, train_minutes=args.sim_minutes)
-    for m in range(args.first_mouse, args.first_mouse + args.mice):
-        path = Path(args.data) / f"mouse{m}"
-        if not (path / "meta" / "session.json").exists():
-            simulate_mouse(path, config, seed=0, mouse_index=m, progress=False)
+    simulate_cohort(args.data, args.mice, config, seed=0, first_mouse=args.first_mouse)
     t0 = time.perf_counter()
     table = data_efficiency(
         args.foundation,
