@@ -10,11 +10,15 @@ the visual pathway quickly?" from the noise and behaviour of the full benchmark.
 
 ``--gratings`` then compares the probe's orientation and direction tuning (16 directions x 3
 spatial frequencies, best frequency per neuron) with the simulator's noise-free tuning.
-Measured (2026-11-28, 1 thread each, ``--minutes 8 --true-positions --gratings``): the `cpu`
-core reaches r = 0.746 with the true rate on held-out movies after 502 steps, yet its gOSI
-correlates r = 0.08 with the truth (median 0.037 vs 0.241); with ``core.channels=[32,64]
-core.hidden=64``, 161 steps, r = 0.703 and gOSI r = -0.02. Noise-free, at known positions,
-the natural movies do not teach orientation in this budget.
+Measured (2026-11-28, 1 thread each, ``--true-positions --gratings``):
+- ``--minutes 8``: r = 0.746 with the true rate on held-out movies after
+  502 steps, gOSI r = 0.08 with the truth (median 0.037 vs 0.241); ``core.channels=[32,64]
+  core.hidden=64``, 161 steps: r = 0.703, gOSI r = -0.02.
+- ``--minutes 6``: 373 steps, r = 0.725, gOSI r = 0.01, gDSI r = 0.08; with every neuron's
+  untuned drive at 0: r = 0.645, gOSI r = 0.32, gDSI r = 0.46. A trial simulator (reverted,
+  see CHANGELOG) with the unoriented drive at each neuron's spatial frequency: r = 0.629,
+  gOSI r = 0.38, gDSI r = 0.33; with ``core.strides=[2,1]`` (18 x 32 feature map, 111 steps)
+  r = 0.563, gOSI r = 0.09.
 """
 
 from __future__ import annotations

@@ -11,8 +11,11 @@ Measured (2026-11-28), median r when orientation is shuffled (quartile):
     dead-leaves movies (default)        0.858 (0.680)
     real images (--images sensorium2022_images)  0.898 (0.756)
     dead leaves, --no-untuned           0.511 (0.170)
-(direction index and sign: >= 0.97 in every case). The unoriented centre-surround drive
-(``untuned_fraction``), not the movies, hides orientation in natural-movie responses.
+    a trial simulator (reverted, see CHANGELOG) with the unoriented drive at each neuron's
+    spatial frequency and RMS-matched to the oriented drive: 0.864 (0.663), 2 clips
+(direction index and sign: >= 0.97 in every case). About a quarter of a neuron's
+natural-movie rate variance depends on its orientation; a model has to fit the movies closely
+to learn it (see ``core_probe.py --gratings``).
 """
 
 from __future__ import annotations

@@ -220,6 +220,7 @@ def _cmd_insilico(args: argparse.Namespace) -> int:
                 folder,
                 n_meis=args.meis,
                 mei_steps=args.mei_steps,
+                mei_frames=args.mei_frames,
                 n_frames=args.frames,
             )
             for key, value in summary.items():
@@ -237,7 +238,9 @@ def _cmd_insilico(args: argparse.Namespace) -> int:
         table = table.merge(rf.table, on="unit_id").merge(freq, on="unit_id")
         table.to_csv(folder / "properties.csv", index=False)
         strongest = np.argsort(-grating.table.peak_response.to_numpy())[: args.meis]
-        meis = most_exciting_inputs(model, sid, strongest, steps=args.mei_steps)
+        meis = most_exciting_inputs(
+            model, sid, strongest, steps=args.mei_steps, frames=args.mei_frames, present_frames=48
+        )
         np.save(folder / "most_exciting_inputs.npy", meis.astype(np.uint8))
         ids = grating.table.unit_id.to_numpy()
         plot_tuning_curves(
@@ -445,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--meis", type=int, default=10, help="neurons to compute most exciting inputs for"
     )
     p.add_argument("--mei-steps", type=int, default=150, help="gradient-ascent steps")
+    p.add_argument(
+        "--mei-frames",
+        type=int,
+        default=8,
+        help="frames per most exciting input, looped for 48 frames (1: a static image)",
+    )
     p.add_argument("--frames", type=int, default=60, help="frames per grating / noise stimulus")
     p.add_argument(
         "--validate", action="store_true", help="compare with the simulator's ground truth"

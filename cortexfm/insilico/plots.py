@@ -55,13 +55,19 @@ def plot_receptive_fields(
     return path
 
 
-def plot_meis(meis: np.ndarray, unit_ids, path: Path) -> Path:
-    k = len(meis)
-    fig, axes = plt.subplots(1, k, figsize=(2.2 * k, 1.4), squeeze=False)
-    for i, ax in enumerate(axes[0]):
-        ax.imshow(meis[i, 0], cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"unit {unit_ids[i]}", fontsize=8)
-        ax.axis("off")
+def plot_meis(meis: np.ndarray, unit_ids, path: Path, max_frames: int = 4) -> Path:
+    """``meis [neurons, frames, H, W]``: one row per neuron, up to ``max_frames`` frames."""
+    k, shown = len(meis), min(meis.shape[1], max_frames)
+    step = max(1, meis.shape[1] // shown)
+    fig, axes = plt.subplots(k, shown, figsize=(2.2 * shown, 1.4 * k), squeeze=False)
+    for i in range(k):
+        for j in range(shown):
+            ax = axes[i, j]
+            ax.imshow(meis[i, j * step], cmap="gray", vmin=0, vmax=255)
+            ax.set_title(
+                f"unit {unit_ids[i]}" + (f", frame {j * step}" if shown > 1 else ""), fontsize=7
+            )
+            ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -80,8 +80,18 @@ def validate_session(
     min_cc_max: float = 0.5,
     n_meis: int = 20,
     mei_steps: int = 150,
+    mei_frames: int = 8,
+    mei_present_frames: int = 48,
     n_frames: int = 60,
 ) -> dict:
+    """Run the in-silico experiments on ``session`` and compare them with the simulator's
+    ground truth and with the same analysis of noisy simulated recordings ("in vivo").
+
+    Most exciting inputs are ``mei_frames``-frame videos (1: static images) looped for
+    ``mei_present_frames`` frames, both in the optimisation and when shown to the simulator:
+    the simulator's temporal kernels integrate to zero, so a static image drives a neuron only
+    for its first few hundred milliseconds.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     truth, _ = load_ground_truth(session.path)
@@ -102,12 +112,20 @@ def validate_session(
 
     # closing the loop: the simulator's response to each neuron's MEI vs to every natural test clip
     order = np.argsort(-np.where(responsive, ceiling, -np.inf))[:n_meis]
-    meis = most_exciting_inputs(model, sid, order, steps=mei_steps)
-    present = 24
+    meis = most_exciting_inputs(
+        model,
+        sid,
+        order,
+        steps=mei_steps,
+        frames=mei_frames,
+        present_frames=mei_present_frames,
+    )
+    present = mei_present_frames
+    rest, centred = np.tile([50.0, 0.0], (present, 1)), np.zeros((present, 2))
     mei_rates = []
     for i, neuron in enumerate(order):
-        frames = np.repeat(meis[i], present, axis=0)
-        rates = simulator.rates(frames, np.tile([50.0, 0.0], (present, 1)), np.zeros((present, 2)))
+        frames = np.tile(meis[i], (-(-present // len(meis[i])), 1, 1))[:present]
+        rates = simulator.rates(frames, rest, centred)
         mei_rates.append(rates[BURN_IN:, neuron].mean())
     clip_rates = []
     for ids in repeat_groups(session, "oracle").values():
