@@ -223,7 +223,7 @@ def receptive_fields(
     session_id: str,
     *,
     monitor: Monitor | None = None,
-    grid: tuple[int, int] = (9, 16),
+    grid: tuple[int, int] = (18, 32),
     dot_size_deg: float = 4.0,
     dot_frames: int = 8,
     gap_frames: int = 4,
@@ -301,9 +301,10 @@ def most_exciting_inputs(
     was_training = model.training
     model.eval()
     index = torch.as_tensor(np.asarray(neurons), dtype=torch.long)
+    jitter_rng = np.random.default_rng(seed)
     for _ in tqdm(range(steps), desc="most exciting inputs", disable=not progress):
         video = _constrain(x, contrast)
-        shift = np.random.default_rng().integers(-jitter, jitter + 1, size=2) if jitter else (0, 0)
+        shift = jitter_rng.integers(-jitter, jitter + 1, size=2) if jitter else (0, 0)
         video = torch.roll(video, shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
         repeats = -(-present_frames // frames)
         video = video.repeat(1, repeats, 1, 1)[:, :present_frames]
