@@ -201,6 +201,7 @@ def _cmd_insilico(args: argparse.Namespace) -> int:
         most_exciting_inputs,
         receptive_fields,
     )
+    from cortexfm.insilico.experiments import MEI_PRESENT_FRAMES
     from cortexfm.insilico.plots import plot_meis, plot_receptive_fields, plot_tuning_curves
     from cortexfm.train import load_checkpoint
 
@@ -239,7 +240,12 @@ def _cmd_insilico(args: argparse.Namespace) -> int:
         table.to_csv(folder / "properties.csv", index=False)
         strongest = np.argsort(-grating.table.peak_response.to_numpy())[: args.meis]
         meis = most_exciting_inputs(
-            model, sid, strongest, steps=args.mei_steps, frames=args.mei_frames, present_frames=48
+            model,
+            sid,
+            strongest,
+            steps=args.mei_steps,
+            frames=args.mei_frames,
+            present_frames=MEI_PRESENT_FRAMES,
         )
         np.save(folder / "most_exciting_inputs.npy", meis.astype(np.uint8))
         ids = grating.table.unit_id.to_numpy()

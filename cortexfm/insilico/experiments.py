@@ -34,6 +34,8 @@ from cortexfm.stimuli import Monitor, directional_pink_noise, drifting_grating
 DIRECTIONS = np.arange(16) * 22.5
 GRATING_SF = (0.03, 0.06, 0.12)
 BURN_IN = 16
+#: Frames a most exciting input is shown for (a short video is looped to this length).
+MEI_PRESENT_FRAMES = 48
 
 
 def _neutral_state(model: FoundationModel, session_id: str, batch: int, frames: int):

@@ -19,6 +19,7 @@ from cortexfm.insilico.experiments import (
     BURN_IN,
     DIRECTIONS,
     GRATING_SF,
+    MEI_PRESENT_FRAMES,
     direction_tuning,
     fit_von_mises,
     most_exciting_inputs,
@@ -81,7 +82,7 @@ def validate_session(
     n_meis: int = 20,
     mei_steps: int = 150,
     mei_frames: int = 8,
-    mei_present_frames: int = 48,
+    mei_present_frames: int = MEI_PRESENT_FRAMES,
     n_frames: int = 60,
 ) -> dict:
     """Run the in-silico experiments on ``session`` and compare them with the simulator's
