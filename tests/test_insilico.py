@@ -131,8 +131,37 @@ def test_insilico_command_with_and_without_ground_truth(sim_cohort, tmp_path, ti
     for key in (
         "gOSI_r_in_silico_vs_true",
         "gDSI_r_in_vivo_vs_true",
+        "pink_noise_gOSI_r_in_silico_vs_true",
+        "pink_noise_median_direction_error_in_vivo_deg",
         "median_rf_centre_error_deg",
         "mei_beats_every_natural_clip_fraction",
     ):
         assert key in summary
     assert 0 <= summary["mei_beats_every_natural_clip_fraction"] <= 1
+
+
+def test_simulator_tuning_matches_the_ground_truth_and_pink_noise_agrees_with_gratings():
+    """The tuning set shown to the simulator reproduces its stored ground truth (same stimuli,
+    same analysis), and directional pink noise finds the gratings' preferred orientation."""
+    from cortexfm.insilico.validation import simulator_tuning_curves
+    from cortexfm.sim.population import sample_population
+    from cortexfm.sim.response import ResponseModel
+    from cortexfm.sim.tuning import ground_truth_tuning, selectivity
+    from cortexfm.stimuli import Monitor
+
+    monitor = Monitor()
+    population = sample_population(60, np.random.default_rng(3), monitor)
+    simulator = ResponseModel(population, monitor)
+    truth = ground_truth_tuning(simulator)
+    gratings = selectivity(simulator_tuning_curves(simulator, "grating"), DIRECTIONS)
+    np.testing.assert_allclose(gratings["gOSI"], truth.true_gOSI, atol=1e-4)
+    pink = selectivity(simulator_tuning_curves(simulator, "pink_noise"), DIRECTIONS)
+    tuned = truth.true_gOSI.to_numpy() > 0.3
+    assert tuned.sum() >= 5
+    error = np.abs(
+        (pink["preferred_orientation"] - truth.true_preferred_orientation.to_numpy() + 90) % 180
+        - 90
+    )
+    assert np.median(error[tuned]) < 20, np.median(error[tuned])
+    noisy = simulator_tuning_curves(simulator, "pink_noise", repeats=2, seed=1)
+    assert not np.allclose(noisy, simulator_tuning_curves(simulator, "pink_noise"))

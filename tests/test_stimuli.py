@@ -76,6 +76,23 @@ def test_pink_noise_drifts_in_its_direction(direction: float):
     assert abs((_motion_direction(s.frames, M) - direction + 180) % 360 - 180) < 15
 
 
+@pytest.mark.parametrize("direction", [30.0, 45.0, 120.0, 292.5])
+def test_pink_noise_stripes_are_orthogonal_to_its_motion(direction: float):
+    """Luminance varies along the motion axis (a grating's convention): the power-weighted
+    wave-vector axis, in azimuth/elevation with elevation up, is ``direction`` (mod 180)."""
+    ky = np.fft.fftfreq(M.height)[:, None]
+    kx = np.fft.fftfreq(M.width)[None, :]
+    angle = np.arctan2(-ky, kx)  # row index points down, elevation up
+    axes = []
+    for seed in range(3):
+        s = directional_pink_noise(M, 1, np.random.default_rng(seed), direction)
+        frame = s.frames[0].astype(float)
+        power = np.abs(np.fft.fft2(frame - frame.mean())) ** 2
+        axes.append((power * np.exp(2j * angle)).sum())
+    axis = np.rad2deg(np.angle(np.mean(axes))) / 2 % 180
+    assert abs((axis - direction % 180 + 90) % 180 - 90) < 8, axis
+
+
 def test_gabor_is_localised_at_its_position():
     s = drifting_gabor(M, 5, 0, size=6, position=(30.0, 10.0))
     az, el = M.grid()

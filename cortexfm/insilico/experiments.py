@@ -105,6 +105,50 @@ class TuningResult:
     table: pd.DataFrame  # gOSI, gDSI, preferred_direction (vector), preferred_direction_fit, ...
 
 
+def tuning_stimuli(
+    stimulus: str,
+    monitor: Monitor,
+    n_frames: int = 60,
+    spatial_frequencies: tuple[float, ...] = GRATING_SF,
+    temporal_frequency: float = 2.0,
+    seeds: int = 3,
+) -> np.ndarray:
+    """The 16-direction tuning set ``[conditions, time, H, W]`` (grey levels): drifting
+    gratings ordered (spatial frequency, direction), or directional pink noise ordered
+    (noise seed, direction)."""
+    if stimulus == "grating":
+        return np.stack(
+            [
+                drifting_grating(monitor, n_frames, d, sf, temporal_frequency).frames
+                for sf in spatial_frequencies
+                for d in DIRECTIONS
+            ]
+        )
+    if stimulus == "pink_noise":
+        return np.stack(
+            [
+                directional_pink_noise(monitor, n_frames, np.random.default_rng(s), d).frames
+                for s in range(seeds)
+                for d in DIRECTIONS
+            ]
+        )
+    raise ValueError(f"stimulus must be 'grating' or 'pink_noise', got {stimulus!r}")
+
+
+def tuning_curves(
+    responses: np.ndarray, stimulus: str, spatial_frequencies: tuple[float, ...] = GRATING_SF
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Mean responses to :func:`tuning_stimuli` ``[conditions, neurons]`` -> tuning curves
+    ``[neurons, 16]``: for gratings, at the spatial frequency that drives each neuron most
+    (returned in the dict); for pink noise, averaged over noise seeds."""
+    r = responses.reshape(-1, len(DIRECTIONS), responses.shape[-1])  # [sf or seed, 16, N]
+    if stimulus == "grating":
+        best = r.max(axis=1).argmax(axis=0)
+        curves = r[best, :, np.arange(r.shape[2])]
+        return curves, {"spatial_frequency": np.asarray(spatial_frequencies)[best]}
+    return r.mean(0).T, {}
+
+
 def direction_tuning(
     model: FoundationModel,
     session_id: str,
@@ -121,35 +165,12 @@ def direction_tuning(
     Gratings: each neuron's curve is taken at the spatial frequency that drives it most.
     Pink noise: curves are averaged over ``seeds`` noise patterns.
     """
-    monitor = monitor or Monitor()
-    if stimulus == "grating":
-        videos = np.stack(
-            [
-                drifting_grating(monitor, n_frames, d, sf, temporal_frequency).frames
-                for sf in spatial_frequencies
-                for d in DIRECTIONS
-            ]
-        )
-        responses = mean_responses(model, session_id, videos).reshape(
-            len(spatial_frequencies), len(DIRECTIONS), -1
-        )
-        best = responses.max(axis=1).argmax(axis=0)
-        curves = responses[best, :, np.arange(responses.shape[2])]  # [neurons, directions]
-        extra = {"spatial_frequency": np.asarray(spatial_frequencies)[best]}
-    elif stimulus == "pink_noise":
-        videos = np.stack(
-            [
-                directional_pink_noise(monitor, n_frames, np.random.default_rng(s), d).frames
-                for s in range(seeds)
-                for d in DIRECTIONS
-            ]
-        )
-        curves = (
-            mean_responses(model, session_id, videos).reshape(seeds, len(DIRECTIONS), -1).mean(0).T
-        )
-        extra = {}
-    else:
-        raise ValueError(f"stimulus must be 'grating' or 'pink_noise', got {stimulus!r}")
+    videos = tuning_stimuli(
+        stimulus, monitor or Monitor(), n_frames, spatial_frequencies, temporal_frequency, seeds
+    )
+    curves, extra = tuning_curves(
+        mean_responses(model, session_id, videos), stimulus, spatial_frequencies
+    )
     s = selectivity(curves, DIRECTIONS)
     table = pd.DataFrame(
         {

@@ -18,12 +18,13 @@ from cortexfm.evaluate.metrics import cc_max
 from cortexfm.insilico.experiments import (
     BURN_IN,
     DIRECTIONS,
-    GRATING_SF,
     MEI_PRESENT_FRAMES,
     direction_tuning,
     fit_von_mises,
     most_exciting_inputs,
     receptive_fields,
+    tuning_curves,
+    tuning_stimuli,
 )
 from cortexfm.insilico.plots import (
     plot_meis,
@@ -34,7 +35,6 @@ from cortexfm.insilico.plots import (
 from cortexfm.model.network import FoundationModel
 from cortexfm.sim.cohort import load_ground_truth, rebuild_simulator
 from cortexfm.sim.tuning import selectivity
-from cortexfm.stimuli import drifting_grating
 
 
 def recorded_cc_max(session: Session, tier: str = "oracle") -> np.ndarray:
@@ -47,26 +47,24 @@ def recorded_cc_max(session: Session, tier: str = "oracle") -> np.ndarray:
     return cc_max(np.concatenate(arrays, axis=1))
 
 
-def in_vivo_direction_tuning(
-    simulator, repeats: int = 5, n_frames: int = 60, seed: int = 0
+def simulator_tuning_curves(
+    simulator, stimulus: str, repeats: int = 0, n_frames: int = 60, seed: int = 0
 ) -> np.ndarray:
-    """Gratings (the in-silico set) shown to the simulator with noise; trial-averaged curves
-    ``[neurons, 16]`` at each neuron's best spatial frequency."""
+    """The in-silico tuning set shown to the simulator (eye centred, mouse at rest): curves
+    ``[neurons, 16]`` of its noise-free rates (``repeats=0``, the ground truth for that
+    stimulus) or of noisy responses averaged over ``repeats`` trials ("in vivo")."""
     rng = np.random.default_rng(seed)
-    monitor = simulator.monitor
-    curves = []
-    for sf in GRATING_SF:
-        frames = np.concatenate(
-            [drifting_grating(monitor, n_frames, d, sf, 2.0).frames for d in DIRECTIONS]
-        )
-        behavior = np.tile([50.0, 0.0], (len(frames), 1))
-        gaze = np.zeros((len(frames), 2))
+    videos = tuning_stimuli(stimulus, simulator.monitor, n_frames)
+    frames = videos.reshape(-1, *videos.shape[2:])
+    behavior = np.tile([50.0, 0.0], (len(frames), 1))
+    gaze = np.zeros((len(frames), 2))
+    if repeats == 0:
+        traces = simulator.rates(frames, behavior, gaze)
+    else:
         trials = [simulator.responses(frames, behavior, gaze, rng)[0] for _ in range(repeats)]
-        mean = np.mean(trials, axis=0).reshape(len(DIRECTIONS), n_frames, -1)[:, BURN_IN:].mean(1)
-        curves.append(mean.T)
-    curves = np.stack(curves)  # [sf, neurons, 16]
-    best = curves.max(axis=2).argmax(axis=0)
-    return curves[best, np.arange(curves.shape[1])]
+        traces = np.mean(trials, axis=0)
+    means = traces.reshape(len(videos), n_frames, -1)[:, BURN_IN:].mean(1)
+    return tuning_curves(means, stimulus)[0]
 
 
 def _direction_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -101,12 +99,31 @@ def validate_session(
     ceiling = recorded_cc_max(session)
     responsive = ceiling >= min_cc_max
 
+    true_direction = truth.true_preferred_direction.to_numpy()
+    true_gratings = {"gOSI": truth.true_gOSI.to_numpy(), "gDSI": truth.true_gDSI.to_numpy()}
+    ds = responsive & (true_gratings["gDSI"] >= 0.2)
     tuning = direction_tuning(model, sid, n_frames=n_frames)
-    vivo_curves = in_vivo_direction_tuning(simulator, n_frames=n_frames)
-    vivo = selectivity(vivo_curves, DIRECTIONS)
-    vivo_fit = fit_von_mises(vivo_curves, DIRECTIONS)
+    vivo_curves = simulator_tuning_curves(simulator, "grating", repeats=5, n_frames=n_frames)
+    vivo, vivo_fit = selectivity(vivo_curves, DIRECTIONS), fit_von_mises(vivo_curves, DIRECTIONS)
     t = tuning.table
-    ds = responsive & (truth.true_gDSI.to_numpy() >= 0.2)
+    # directional pink noise: the truth is the simulator's noise-free tuning to the same videos
+    pink = direction_tuning(model, sid, stimulus="pink_noise", n_frames=n_frames)
+    pink_true_curves = simulator_tuning_curves(simulator, "pink_noise", n_frames=n_frames)
+    pink_true = selectivity(pink_true_curves, DIRECTIONS)
+    pink_vivo_curves = simulator_tuning_curves(
+        simulator, "pink_noise", repeats=5, n_frames=n_frames
+    )
+    pink_vivo = selectivity(pink_vivo_curves, DIRECTIONS)
+    comparisons = {
+        "": (t, vivo, vivo_fit, true_gratings, true_direction),
+        "pink_noise_": (
+            pink.table,
+            pink_vivo,
+            fit_von_mises(pink_vivo_curves, DIRECTIONS),
+            pink_true,
+            pink_true["preferred_direction"],
+        ),
+    }
     r = lambda a, b, m: float(np.corrcoef(a[m], b[m])[0, 1])  # noqa: E731
     rf = receptive_fields(model, sid)
     rf_error = np.hypot(rf.table.rf_x - truth.rf_x, rf.table.rf_y - truth.rf_y).to_numpy()
@@ -141,31 +158,34 @@ def validate_session(
         "session_id": sid,
         "neurons": int(session.n_neurons),
         "responsive": int(responsive.sum()),
-        "gOSI_r_in_silico_vs_true": r(t.gOSI.to_numpy(), truth.true_gOSI.to_numpy(), responsive),
-        "gDSI_r_in_silico_vs_true": r(t.gDSI.to_numpy(), truth.true_gDSI.to_numpy(), responsive),
-        "gOSI_r_in_vivo_vs_true": r(vivo["gOSI"], truth.true_gOSI.to_numpy(), responsive),
-        "gDSI_r_in_vivo_vs_true": r(vivo["gDSI"], truth.true_gDSI.to_numpy(), responsive),
         "direction_selective_neurons": int(ds.sum()),
-        "median_direction_error_in_silico_deg": float(
-            np.median(
-                _direction_error(
-                    t.preferred_direction_fit.to_numpy(), truth.true_preferred_direction.to_numpy()
-                )[ds]
-            )
-        ),
-        "median_direction_error_in_vivo_deg": float(
-            np.median(_direction_error(vivo_fit, truth.true_preferred_direction.to_numpy())[ds])
-        ),
         "median_rf_centre_error_deg": float(np.nanmedian(rf_error[responsive])),
         "mei_neurons": len(order),
         "mei_beats_every_natural_clip_fraction": float(beats_all.mean()),
     }
+    for prefix, (silico, vivo_s, vivo_direction, true_s, true_dir) in comparisons.items():
+        for key in ("gOSI", "gDSI"):
+            summary[f"{prefix}{key}_r_in_silico_vs_true"] = r(
+                silico[key].to_numpy(), true_s[key], responsive
+            )
+            summary[f"{prefix}{key}_r_in_vivo_vs_true"] = r(vivo_s[key], true_s[key], responsive)
+        for source, found in (
+            ("in_silico", silico.preferred_direction_fit.to_numpy()),
+            ("in_vivo", vivo_direction),
+        ):
+            summary[f"{prefix}median_direction_error_{source}_deg"] = float(
+                np.median(_direction_error(found, true_dir)[ds])
+            )
     table = t.rename(columns=lambda c: c if c == "unit_id" else f"in_silico_{c}")
     table["in_vivo_gOSI"], table["in_vivo_gDSI"], table["in_vivo_preferred_direction"] = (
         vivo["gOSI"],
         vivo["gDSI"],
         vivo_fit,
     )
+    for key in ("gOSI", "gDSI"):
+        table[f"in_silico_pink_noise_{key}"] = pink.table[key].to_numpy()
+        table[f"in_vivo_pink_noise_{key}"] = pink_vivo[key]
+        table[f"true_pink_noise_{key}"] = pink_true[key]
     table = table.join(rf.table.drop(columns="unit_id").add_prefix("in_silico_"))
     table["recorded_cc_max"] = ceiling
     table = table.merge(
@@ -205,6 +225,8 @@ def validate_session(
         {
             "gOSI": (truth.true_gOSI.to_numpy()[m], t.gOSI.to_numpy()[m]),
             "gDSI": (truth.true_gDSI.to_numpy()[m], t.gDSI.to_numpy()[m]),
+            "gOSI, pink noise": (pink_true["gOSI"][m], pink.table.gOSI.to_numpy()[m]),
+            "gDSI, pink noise": (pink_true["gDSI"][m], pink.table.gDSI.to_numpy()[m]),
             "RF azimuth (deg)": (truth.rf_x.to_numpy()[m], rf.table.rf_x.to_numpy()[m]),
             "RF elevation (deg)": (truth.rf_y.to_numpy()[m], rf.table.rf_y.to_numpy()[m]),
         },

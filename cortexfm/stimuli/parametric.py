@@ -181,7 +181,7 @@ def directional_pink_noise(
     k = np.hypot(kx, ky)
     k[0, 0] = np.inf
     theta = np.deg2rad(direction)
-    angle = np.arctan2(ky, kx)
+    angle = np.arctan2(-ky, kx)  # wave-vector angle with elevation up (row index points down)
     weight = np.exp(
         orientation_bias * (np.cos(2 * (angle - theta)) - 1)
     )  # energy along the motion axis
