@@ -320,7 +320,7 @@ def write_demo_report(out: Path, config: DemoConfig) -> Path:
                 ),
                 html.figure(
                     out / "insilico" / "invivo_vs_true.png",
-                    "The same gratings 'in vivo' (simulated recording) vs true",
+                    "The same gratings and pink noise 'in vivo' (simulated recording) vs true",
                 ),
                 html.figure(
                     out / "insilico" / "tuning_curves.png",

@@ -236,6 +236,8 @@ def validate_session(
         {
             "gOSI": (truth.true_gOSI.to_numpy()[m], vivo["gOSI"][m]),
             "gDSI": (truth.true_gDSI.to_numpy()[m], vivo["gDSI"][m]),
+            "gOSI, pink noise": (pink_true["gOSI"][m], pink_vivo["gOSI"][m]),
+            "gDSI, pink noise": (pink_true["gDSI"][m], pink_vivo["gDSI"][m]),
         },
         out / "invivo_vs_true.png",
         ylabel="in vivo (simulated recording)",
