@@ -9,6 +9,10 @@ used in training or model selection): median CC_norm over all neurons of the tra
 
 Measured (2026-11-27, 2 CPU cores): 3,000 steps in 42.9 min, median CC_norm 0.812
 (CC_abs 0.529, CC_max 0.681; per mouse 0.820, 0.776, 0.797, 0.847).
+Longer (2026-11-28, after the pink-noise fix re-drew the test clips' noise):
+``--minutes 72 --out bench_runs/train72 train.max_steps=5000``: 5,000 steps in 71.7 min,
+median CC_norm 0.845 (per mouse 0.849, 0.817, 0.849, 0.858); the 3,000-step model scores 0.820
+on the same re-simulated test clips.
 """
 
 from __future__ import annotations
