@@ -8,6 +8,8 @@ time (from ``stages/<name>.json``) and the peak memory of the run.
 
 Measured (2026-11-28, 2 CPU cores): full 16.6 min, 1.96 GB peak (simulate 41 s, foundation
 303 s, efficiency 475 s, evaluate 52 s, insilico 91 s, anatomy 27 s); --quick 0.6 min, 1.75 GB.
+With the pink-noise validation in the in-silico stage: full 17.5 min, 1.97 GB (simulate 42 s,
+foundation 320 s, efficiency 481 s, evaluate 50 s, insilico 125 s, anatomy 28 s).
 """
 
 from __future__ import annotations
