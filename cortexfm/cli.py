@@ -9,7 +9,7 @@ from pathlib import Path
 
 EXAMPLES = {
     "validate": "examples:\n  cortexfm validate ~/data/sensorium2023/dynamic29156-11-10-Video-...\n  cortexfm validate ~/data/sensorium2023   # every session inside",
-    "simulate": "examples:\n  cortexfm simulate --mice 4 --neurons 1000 --minutes 20 --out data/sim\n  cortexfm simulate --mice 2 --first-mouse 4 --neurons 1000 --minutes 20 --out data/held_out   # new animals\n  cortexfm simulate --mice 1 --neurons 200 --minutes 2 --images ../shared/data/stimuli/sensorium2022_images --out /tmp/sim",
+    "simulate": "examples:\n  cortexfm simulate --mice 4 --neurons 1000 --minutes 20 --out data/sim\n  cortexfm simulate --mice 2 --first-mouse 4 --neurons 1000 --minutes 20 --out data/held_out   # new animals\n  cortexfm simulate --mice 4 --neurons 500 --generator subunit --out data/sim_subunit   # the second generator\n  cortexfm simulate --mice 1 --neurons 200 --minutes 2 --images ../shared/data/stimuli/sensorium2022_images --out /tmp/sim",
     "train": "examples:\n  cortexfm train --data data/sim --out runs/foundation\n  cortexfm train --data data/sim --out runs/foundation --preset tiny train.max_steps=200\n  cortexfm train --data data/sim --out runs/foundation --resume\n  cortexfm train --data ~/dff_cohort --out runs/dff --loss gaussian\n  torchrun --nproc_per_node=4 -m cortexfm train --data data/sim --out runs/ddp train.batches_per_step=4",
     "evaluate": "examples:\n  cortexfm evaluate runs/new4/best.safetensors runs/new4_individual/best.safetensors --labels foundation,individual --data data/new_mouse --out runs/compare   # per stimulus family, side by side\n  cortexfm evaluate runs/foundation/best.safetensors --data data/sim --out runs/foundation/eval\n  cortexfm evaluate runs/transfer/best.safetensors --data data/new_mouse --tiers oracle",
     "transfer": "examples:\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --minutes 4 --out runs/new4\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --minutes 4 --from-scratch --out runs/new4_individual\n  cortexfm transfer runs/foundation/best.safetensors --data data/new_mouse --out runs/new_all train.max_steps=1000",
@@ -281,7 +281,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         image_folder=args.images,
     )
     paths = simulate_cohort(
-        args.out, args.mice, config, seed=args.seed, first_mouse=args.first_mouse
+        args.out,
+        args.mice,
+        config,
+        seed=args.seed,
+        first_mouse=args.first_mouse,
+        generators=args.generator.split(","),
     )
     print(f"wrote {len(paths)} simulated mice under {args.out}")
     return 0
@@ -324,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=10, help="repeats of each test clip")
     p.add_argument("--ood-clips", type=int, default=1, help="clips per out-of-distribution family")
     p.add_argument("--images", default=None, help="folder of real images for the natural movies")
+    p.add_argument(
+        "--generator",
+        default="gabor",
+        help="response generator: gabor (Gabor energy model) or subunit (LGN subunit cascade "
+        "with contrast gain control); a comma-separated list is cycled over the mice",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--first-mouse",

@@ -176,3 +176,25 @@ def test_config_overrides_files_and_round_trip(tmp_path):
     assert run.model.core.channels == preset("tiny").core.channels
     with pytest.raises(ValueError, match="must start with model. or train."):
         load_run_config(None, ["lr=3"])
+
+
+def test_local_contrast_normalization_compresses_contrast_and_streams():
+    """The optional retina-like gain control: doubling the contrast of the input less than
+    doubles what the core receives, and streaming in chunks still equals one call."""
+    from cortexfm.model.core import LocalContrastNormalization
+
+    lcn = LocalContrastNormalization(pool=3.0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 2, 1, 36, 64, generator=g)
+    gain = lcn(2 * x).abs().mean() / lcn(x).abs().mean()
+    assert 1.0 < float(gain) < 1.6
+    config = apply_overrides(preset("tiny"), ["core.input_normalization=local_contrast"])
+    torch.manual_seed(0)
+    info = SessionInfo("a", np.arange(30), np.random.default_rng(0).normal(size=(30, 3)), _normalizer(30))
+    model = FoundationModel(config, [info])
+    video, behavior, pupil = _inputs(1, 30)
+    whole, _ = model.predict("a", video, behavior, pupil, chunk=1000)
+    chunked, _ = model.predict("a", video, behavior, pupil, chunk=7)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="input_normalization"):
+        apply_overrides(preset("tiny"), ["core.input_normalization=retina"])

@@ -18,7 +18,7 @@ Trials stream to disk one at a time, so memory stays bounded.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from cortexfm.sim.behavior import simulate_behavior
 from cortexfm.sim.connectivity import sample_connections
 from cortexfm.sim.population import Population, sample_population
 from cortexfm.sim.response import NoiseConfig, ResponseModel
+from cortexfm.sim.subunit import GENERATORS, make_response_model, subunit_parameters
 from cortexfm.sim.tuning import ground_truth_tuning
 from cortexfm.stimuli import OOD_FAMILIES, Monitor, load_images, natural_movie, ood_clip
 
@@ -49,8 +50,15 @@ class SimulationConfig:
     image_folder: str | None = None  # real images for natural movies (else dead leaves)
     monitor: Monitor = field(default_factory=Monitor)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    # the response generator: "gabor" (Gabor energy model, cortexfm.sim.response) or
+    # "subunit" (LGN subunit cascade with contrast gain control, cortexfm.sim.subunit)
+    generator: str = "gabor"
 
     def __post_init__(self) -> None:
+        if self.generator not in GENERATORS:
+            raise ValueError(
+                f"unknown response generator {self.generator!r}; known: {sorted(GENERATORS)}"
+            )
         if self.n_neurons < 1:
             raise ValueError(f"n_neurons must be >= 1, got {self.n_neurons}")
         if self.train_minutes <= 0 or self.clip_seconds <= 0:
@@ -121,7 +129,9 @@ def simulate_mouse(
     rng = np.random.default_rng([seed, mouse_index])
     monitor = config.monitor
     population = sample_population(config.n_neurons, rng, monitor, mouse_index, mouse_id)
-    model = ResponseModel(population, monitor, config.noise)
+    if config.generator == "subunit":  # its own stream: the shared parameters stay the same
+        population = subunit_parameters(population, np.random.default_rng([seed, mouse_index, 2]))
+    model = make_response_model(config.generator, population, monitor, config.noise)
     images = load_images(config.image_folder) if config.image_folder else None
     clip_frames = monitor.frames(config.clip_seconds)
     plan = _trial_plan(config, rng)
@@ -136,7 +146,12 @@ def simulate_mouse(
         frame_rate=monitor.frame_rate,
         neuron_extensions={k: table[k].to_numpy() for k in ("area", "layer", "cell_type")},
         overwrite=overwrite,
-        extra_info={"simulated": True, "seed": seed, "mouse_index": mouse_index},
+        extra_info={
+            "simulated": True,
+            "seed": seed,
+            "mouse_index": mouse_index,
+            "generator": config.generator,
+        },
     )
     similarity_rates: list[np.ndarray] = []
     n_clips = 0  # clips generated so far: each new clip gets its own random stream
@@ -204,7 +219,8 @@ def rebuild_simulator(session_path: str | Path) -> ResponseModel:
     info = json.loads((gt / "simulation.json").read_text())
     config = SimulationConfig.from_json(info["config"])
     table = pd.read_parquet(gt / "neurons.parquet")  # extra ground-truth columns are ignored
-    return ResponseModel(Population(table, info["mouse_id"]), config.monitor, config.noise)
+    population = Population(table, info["mouse_id"])
+    return make_response_model(config.generator, population, config.monitor, config.noise)
 
 
 def simulate_cohort(
@@ -215,20 +231,32 @@ def simulate_cohort(
     seed: int = 0,
     first_mouse: int = 0,
     progress: bool = True,
+    generators: list[str] | None = None,
 ) -> list[Path]:
     """``n_mice`` mice under ``out/mouse<i>``, i = ``first_mouse``, ``first_mouse + 1``, ...;
     finished mice are kept (resumable). Mice are numbered across cohorts: with the same seed,
-    ``first_mouse=4`` gives new animals for a foundation trained on mice 0-3 (held-out mice)."""
+    ``first_mouse=4`` gives new animals for a foundation trained on mice 0-3 (held-out mice).
+
+    ``generators`` picks the response generator per mouse (cycled: ``["gabor", "subunit"]``
+    alternates); by default every mouse uses ``config.generator``."""
     if n_mice < 1:
         raise ValueError(f"n_mice must be >= 1, got {n_mice}")
     if first_mouse < 0:
         raise ValueError(f"first_mouse must be >= 0, got {first_mouse}")
     paths = []
-    for m in range(first_mouse, first_mouse + n_mice):
+    for i, m in enumerate(range(first_mouse, first_mouse + n_mice)):
         path = Path(out) / f"mouse{m}"
+        mouse_config = (
+            replace(config, generator=generators[i % len(generators)]) if generators else config
+        )
         if not (path / "meta" / "ground_truth" / "simulation.json").exists():
             simulate_mouse(
-                path, config, seed=seed, mouse_index=m, overwrite=path.exists(), progress=progress
+                path,
+                mouse_config,
+                seed=seed,
+                mouse_index=m,
+                overwrite=path.exists(),
+                progress=progress,
             )
         paths.append(path)
     return paths

@@ -81,14 +81,34 @@ def _causal_filter(x: np.ndarray, kernels: np.ndarray) -> np.ndarray:
 
 
 class ResponseModel:
-    """Noise-free rates and noisy responses of one population to frames and behaviour."""
+    """Noise-free rates and noisy responses of one population to frames and behaviour.
+
+    The stimulus drive (steps 1-4 above) is this generator's, the *Gabor energy* generator;
+    :class:`cortexfm.sim.subunit.SubunitResponseModel` replaces it with an LGN subunit cascade.
+    Gain, noise and calcium (steps 5-6) are shared by every generator.
+    """
+
+    #: name used in ``SimulationConfig.generator`` and ``simulation.json``
+    generator = "gabor"
 
     def __init__(
         self, population: Population, monitor: Monitor, noise: NoiseConfig | None = None
     ) -> None:
         self.population, self.monitor = population, monitor
         self.noise = noise or NoiseConfig()
+        self.build_filters()
         p = population
+        self.reference = np.ones(p.n_neurons)
+        ref_clip = natural_movie(monitor, 300, np.random.default_rng(12345)).frames
+        drive = self.drive(ref_clip, np.zeros((300, 2)))
+        self.reference = np.maximum(
+            np.mean(drive[KERNEL_FRAMES:] ** p["exponent"][None], axis=0) ** (1 / p["exponent"]),
+            1e-6,
+        )
+
+    def build_filters(self) -> None:
+        """Spatial filters ``[pixels, 4 * neurons]`` and temporal kernels of every neuron."""
+        p, monitor = self.population, self.monitor
         az, el = monitor.grid()
         az, el = az.reshape(-1, 1), el.reshape(-1, 1)
         dx, dy = az - p["rf_x"][None], el - p["rf_y"][None]
@@ -110,13 +130,6 @@ class ResponseModel:
         )
         self.fast, self.slow = _temporal_kernels(
             p["temporal_frequency"], p["latency"].astype(float), monitor.frame_rate
-        )
-        self.reference = np.ones(p.n_neurons)
-        ref_clip = natural_movie(monitor, 300, np.random.default_rng(12345)).frames
-        drive = self.drive(ref_clip, np.zeros((300, 2)))
-        self.reference = np.maximum(
-            np.mean(drive[KERNEL_FRAMES:] ** p["exponent"][None], axis=0) ** (1 / p["exponent"]),
-            1e-6,
         )
 
     def retinal_frames(self, frames: np.ndarray, gaze: np.ndarray) -> np.ndarray:

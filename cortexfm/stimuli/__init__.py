@@ -4,6 +4,7 @@ out-of-distribution families, and gratings/sparse noise for tuning and receptive
 from cortexfm.stimuli.geometry import Monitor, Stimulus, concatenate, to_uint8
 from cortexfm.stimuli.natural import dead_leaves, film, load_images, natural_movie
 from cortexfm.stimuli.parametric import (
+    BLANK_SECONDS,
     DIRECTIONS_16,
     OOD_FAMILIES,
     directional_pink_noise,
@@ -11,12 +12,14 @@ from cortexfm.stimuli.parametric import (
     drifting_grating,
     flashed_images,
     gaussian_dots,
+    grey,
     ood_clip,
     random_dot_kinematogram,
     sparse_noise,
 )
 
 __all__ = [
+    "BLANK_SECONDS",
     "DIRECTIONS_16",
     "Monitor",
     "OOD_FAMILIES",
@@ -29,6 +32,7 @@ __all__ = [
     "film",
     "flashed_images",
     "gaussian_dots",
+    "grey",
     "load_images",
     "natural_movie",
     "ood_clip",

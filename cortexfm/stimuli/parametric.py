@@ -251,9 +251,12 @@ def sparse_noise(
     )
 
 
-#: The paper's out-of-distribution families, by the name used in ``stimulus_type``.
+#: The paper's out-of-distribution families, by the name used in ``stimulus_type``, and
+#: full-field, full-contrast drifting gratings (the classic tuning stimulus, and the hardest
+#: extrapolation from natural movies: uniform contrast over the whole screen).
 OOD_FAMILIES = (
     "drifting_gabor",
+    "drifting_grating",
     "gaussian_dots",
     "random_dot_kinematogram",
     "directional_pink_noise",
@@ -261,6 +264,16 @@ OOD_FAMILIES = (
 )
 #: 16 directions used by the directional families.
 DIRECTIONS_16 = np.arange(16) * 22.5
+#: Grey screen between stimulus blocks, seconds (real protocols have inter-stimulus blanks).
+BLANK_SECONDS = 0.5
+#: Contrasts of the local Gabors: log-uniform over the range real experiments use.
+GABOR_CONTRAST_RANGE = (0.1, 1.0)
+
+
+def grey(monitor: Monitor, n_frames: int) -> Stimulus:
+    """A blank (mean grey) screen for ``n_frames``."""
+    frames = np.full((n_frames, monitor.height, monitor.width), 128, dtype=np.uint8)
+    return Stimulus(frames, "blank", pd.DataFrame({"blank": np.ones(n_frames, bool)}))
 
 
 def ood_clip(
@@ -270,18 +283,27 @@ def ood_clip(
     rng: np.random.Generator,
     images: list[np.ndarray] | None = None,
 ) -> Stimulus:
-    """One clip of an out-of-distribution family, made of short blocks with random parameters."""
+    """One clip of an out-of-distribution family: blocks with random parameters, each followed
+    by a grey blank of ``BLANK_SECONDS`` (static images have their own grey interval).
+
+    Blocks: local drifting Gabors (1 s, 16 directions, contrast log-uniform in
+    ``GABOR_CONTRAST_RANGE``), full-field full-contrast drifting gratings (2 s, 8 directions,
+    1-4 Hz), flashed Gaussian dots (1 s), random-dot kinematograms (1 s), directional pink
+    noise (1 s), static images (0.5 s on, 0.5 s off). ``params`` has a ``blank`` column.
+    """
     from cortexfm.stimuli.geometry import concatenate
     from cortexfm.stimuli.natural import dead_leaves
 
     if family not in OOD_FAMILIES:
         raise ValueError(f"unknown stimulus family {family!r}; known: {OOD_FAMILIES}")
     block = monitor.frames(1.0)
+    blank = monitor.frames(BLANK_SECONDS)
     parts: list[Stimulus] = []
     while sum(p.n_frames for p in parts) < n_frames:
         direction = float(rng.choice(DIRECTIONS_16))
         if family == "drifting_gabor":
             az, el = monitor.grid()
+            low, high = np.log(GABOR_CONTRAST_RANGE)
             parts.append(
                 drifting_gabor(
                     monitor,
@@ -294,7 +316,18 @@ def ood_clip(
                         float(rng.uniform(az.min(), az.max()) * 0.7),
                         float(rng.uniform(el.min(), el.max()) * 0.7),
                     ),
-                    contrast=float(rng.uniform(0.5, 1.0)),
+                    contrast=float(np.exp(rng.uniform(low, high))),
+                )
+            )
+        elif family == "drifting_grating":
+            parts.append(
+                drifting_grating(
+                    monitor,
+                    2 * block,
+                    float(rng.choice(DIRECTIONS_16[::2])),
+                    spatial_frequency=float(rng.choice([0.02, 0.04, 0.08])),
+                    temporal_frequency=float(rng.choice([1.0, 2.0, 4.0])),
+                    contrast=1.0,
                 )
             )
         elif family == "gaussian_dots":
@@ -324,6 +357,11 @@ def ood_clip(
                     frames_off=block - block // 2,
                 )
             )
+        parts[-1].params["blank"] = False
+        if family == "static_images":
+            parts[-1].params["blank"] = ~parts[-1].params["on"]
+        elif blank:
+            parts.append(grey(monitor, blank))
     clip = concatenate(parts, family)
     return Stimulus(
         clip.frames[:n_frames], family, clip.params.iloc[:n_frames].reset_index(drop=True)

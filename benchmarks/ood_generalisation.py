@@ -1,0 +1,285 @@
+"""Issue 17: does the twin extrapolate from natural movies to new stimulus types, on both
+response generators?
+
+For each (generator cohort, model variant): train on the natural-movie ``train`` tier only
+(model selection on the natural ``validation`` tier), then score every test family (median
+CC_norm, per family and per cell class, and as a fraction of natural movies), measure why
+predictions fall short (diagnostics below), and compare in-silico orientation/direction tuning
+with the generator's ground truth on reliable neurons (recorded CC_max >= 0.5).
+No parametric stimulus enters training, validation or model selection.
+
+Diagnostics per family (first session):
+- ``sd_ratio``: s.d. over time of the trial-averaged prediction / of the trial-averaged
+  recording (median over reliable neurons): < 1 means the twin under-responds;
+- ``input_p99``: 99th percentile of |normalised retina| (the range the core sees);
+- ``gate_saturation``: fraction of ConvLSTM gate pre-activations with |x| > 3, and
+  ``cell_saturation``: fraction of |tanh(c)| > 0.95.
+
+    python benchmarks/ood_generalisation.py --cohort gabor=bench_data/gabor4x500 \\
+        --cohort subunit=bench_data/subunit4x500 --variant base= --minutes 20
+    python benchmarks/ood_generalisation.py ... --variant "lcn=model.core.input_normalization=local_contrast"
+
+Each run writes ``<out>/<cohort>-<variant>/ood.json``; the last line printed is a table.
+``--simulate`` makes missing cohorts (4 mice x 500 neurons x 20 min; the subunit cohort's
+natural movies pan over real photographs when ``../shared/data`` has them).
+``--jobs N`` runs N (cohort, variant) pairs at once in worker processes (a GPU machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+IMAGES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "stimuli"
+IMAGES = IMAGES / "sensorium2022_images"
+
+
+def simulate(name: str, path: str, mice: int, neurons: int, minutes: float) -> None:
+    from cortexfm.sim import SimulationConfig, simulate_cohort
+
+    generator = "subunit" if "subunit" in name else "gabor"
+    images = str(IMAGES) if generator == "subunit" and IMAGES.exists() else None
+    config = SimulationConfig(
+        n_neurons=neurons, train_minutes=minutes, image_folder=images, generator=generator
+    )
+    simulate_cohort(path, mice, config, seed=0, progress=False)
+
+
+@torch.no_grad()
+def saturation(model, session, trial_id: int) -> dict:
+    """Input range and ConvLSTM saturation of one trial (first session's modules)."""
+    sid = session.session_id
+    trial = session.trial(trial_id)
+    device = next(model.parameters()).device
+    norm = model.session(sid).normalization
+    x = [
+        torch.as_tensor(np.asarray(a), dtype=torch.float32, device=device)[None]
+        for a in (trial.video, trial.behavior, trial.pupil_center)
+    ]
+    video, behavior, pupil = norm.inputs(*x)
+    modules = model.session(sid)
+    retina = modules.perspective(video, pupil)
+    modulation, _ = modules.modulation(behavior)
+    core = model.core
+    h = retina.unsqueeze(2)
+    if getattr(core, "input_norm", None) is not None:
+        h = core.input_norm(h)
+    for layer in core.layers:
+        h, _ = layer(h, None)
+    out = {"input_p99": float(torch.quantile(retina.abs().flatten()[::7], 0.99))}
+    if core.recurrent is not None:
+        lstm = core.recurrent
+        gates_x = lstm.input_conv(h.flatten(0, 1)).unflatten(0, h.shape[:2])
+        gates_x = gates_x + lstm.modulation(modulation)[..., None, None]
+        hs = torch.zeros(1, lstm.hidden, *h.shape[-2:], device=device)
+        cs = torch.zeros_like(hs)
+        sat, cell = [], []
+        for step in gates_x.unbind(1):
+            gates = step + lstm.hidden_conv(hs)
+            sat.append((gates.abs() > 3).float().mean().item())
+            i, f, g, o = gates.chunk(4, dim=1)
+            cs = torch.sigmoid(f) * cs + torch.sigmoid(i) * torch.tanh(g)
+            cell.append((torch.tanh(cs).abs() > 0.95).float().mean().item())
+            hs = torch.sigmoid(o) * torch.tanh(cs)
+        out["gate_saturation"] = float(np.mean(sat[10:]))
+        out["cell_saturation"] = float(np.mean(cell[10:]))
+    return out
+
+
+def cell_classes(session) -> np.ndarray | None:
+    from cortexfm.sim.cohort import load_ground_truth
+
+    try:
+        truth, _ = load_ground_truth(session.path)
+    except FileNotFoundError:
+        return None
+    if "cell_class" in truth:
+        return truth.cell_class.to_numpy()
+    return np.where(truth["complex"], "complex", "simple")
+
+
+def score(model, cohort, out: Path, insilico: bool = True) -> dict:
+    from cortexfm.data.loader import repeat_groups
+    from cortexfm.evaluate.repeats import evaluate_session
+    from cortexfm.insilico.validation import recorded_cc_max
+
+    tables, diagnostics = [], {}
+    for k, session in enumerate(cohort):
+        table, predictions = evaluate_session(model, session)
+        classes = cell_classes(session)
+        if classes is not None:
+            table["cell_class"] = np.tile(classes, len(table) // len(classes))
+        tables.append(table)
+        if k:
+            continue
+        reliable = recorded_cc_max(session) >= 0.5
+        for family in dict.fromkeys(session.stimulus_types[list(predictions)]):
+            ids = [t for t in predictions if session.stimulus_types[t] == family]
+            clips = [g for g in repeat_groups(session, session.tiers[ids[0]]).values()]
+            clips = [[t for t in g if t in ids] for g in clips]
+            clips = [g for g in clips if len(g) >= 2]
+            if not clips:
+                continue
+            g = clips[0]
+            n = int(min(session.trial_lengths[g]))
+            rec = np.mean([session.read(t, "responses", 0, n) for t in g], 0)[10:]
+            pred = np.mean([predictions[t][:n] for t in g], 0)[10:]
+            ratio = pred.std(0) / np.maximum(rec.std(0), 1e-9)
+            diagnostics[str(family)] = {
+                "sd_ratio": float(np.median(ratio[reliable])),
+                **saturation(model, session, g[0]),
+            }
+    table = pd.concat(tables, ignore_index=True)
+    table.to_csv(out / "neurons.csv", index=False)
+    families = table.groupby("stimulus_type").cc_norm.median()
+    natural = families.get("natural_movie", np.nan)
+    result = {
+        "cc_norm": families.round(4).to_dict(),
+        "relative_to_natural": (families / natural).round(3).to_dict(),
+        "diagnostics": diagnostics,
+    }
+    if "cell_class" in table:
+        per_class = table.groupby(["stimulus_type", "cell_class"]).cc_norm.median().unstack()
+        result["cc_norm_per_class"] = per_class.round(3).to_dict()
+    if insilico:
+        result["insilico"] = insilico_tuning(model, cohort[0])
+    return result
+
+
+def insilico_tuning(model, session) -> dict:
+    """In-silico gOSI/gDSI vs the generator's truth on gratings and pink noise."""
+    from cortexfm.insilico.experiments import DIRECTIONS, direction_tuning
+    from cortexfm.insilico.validation import recorded_cc_max, simulator_tuning_curves
+    from cortexfm.sim.cohort import load_ground_truth, rebuild_simulator
+    from cortexfm.sim.tuning import selectivity
+
+    truth, _ = load_ground_truth(session.path)
+    simulator = rebuild_simulator(session.path)
+    reliable = recorded_cc_max(session) >= 0.5
+    out = {"reliable_neurons": int(reliable.sum())}
+    truths = {
+        "grating": {
+            "gOSI": truth.true_gOSI.to_numpy(),
+            "gDSI": truth.true_gDSI.to_numpy(),
+            "preferred_direction": truth.true_preferred_direction.to_numpy(),
+        },
+        "pink_noise": selectivity(simulator_tuning_curves(simulator, "pink_noise"), DIRECTIONS),
+    }
+    for stimulus, true in truths.items():
+        twin = direction_tuning(model, session.session_id, stimulus=stimulus).table
+        ds = reliable & (true["gDSI"] >= 0.2)
+        error = np.abs((twin.preferred_direction.to_numpy() - true["preferred_direction"] + 180) % 360 - 180)
+        out[stimulus] = {
+            "gOSI_r": float(np.corrcoef(twin.gOSI[reliable], true["gOSI"][reliable])[0, 1]),
+            "gDSI_r": float(np.corrcoef(twin.gDSI[reliable], true["gDSI"][reliable])[0, 1]),
+            "direction_error_ds": float(np.median(error[ds])) if ds.any() else None,
+            "ds_neurons": int(ds.sum()),
+            "twin_median_gOSI": float(twin.gOSI[reliable].median()),
+            "true_median_gOSI": float(np.median(true["gOSI"][reliable])),
+        }
+    return out
+
+
+def run_one(cohort_name: str, data: str, variant: str, overrides: list[str], args_d: dict) -> dict:
+    from cortexfm.data import open_cohort
+    from cortexfm.train import load_checkpoint, load_run_config, train
+
+    torch.set_num_threads(args_d["threads"])
+    out = Path(args_d["out"]) / f"{cohort_name}-{variant}"
+    out.mkdir(parents=True, exist_ok=True)
+    cohort = open_cohort(data)
+    config = load_run_config(
+        None,
+        [
+            f"train.max_minutes={args_d['minutes']}",
+            f"train.max_steps={args_d['steps']}",
+            "train.early_stopping_patience=0",
+            *overrides,
+        ],
+        preset_name=args_d["preset"],
+    )
+    t0 = time.perf_counter()
+    result = train(cohort, config, out, resume=(out / "last.safetensors").exists(), progress=False)
+    minutes = (time.perf_counter() - t0) / 60
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_checkpoint(out / "best.safetensors", device).model
+    summary = {
+        "cohort": cohort_name,
+        "variant": variant,
+        "overrides": overrides,
+        "steps": result.steps,
+        "train_minutes": round(minutes, 1),
+        "best_validation_r": round(result.best_score, 4),
+        **score(model, cohort, out, insilico=not args_d["no_insilico"]),
+    }
+    (out / "ood.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cohort", action="append", required=True, help="NAME=PATH")
+    parser.add_argument(
+        "--variant", action="append", required=True, help="NAME=override,override (or NAME=)"
+    )
+    parser.add_argument("--out", default="bench_runs/ood")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--minutes", type=float, default=45)
+    parser.add_argument("--steps", type=int, default=3000, help="the cosine schedule's length")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2)))
+    parser.add_argument("--simulate", action="store_true")
+    parser.add_argument("--mice", type=int, default=4)
+    parser.add_argument("--neurons", type=int, default=500)
+    parser.add_argument("--sim-minutes", type=float, default=20)
+    parser.add_argument("--no-insilico", action="store_true")
+    args = parser.parse_args()
+    cohorts = dict(c.split("=", 1) for c in args.cohort)
+    variants = {v.split("=", 1)[0]: [o for o in v.split("=", 1)[1].split(",") if o] for v in args.variant}
+    if args.simulate:
+        with ProcessPoolExecutor(max(1, args.jobs)) as pool:
+            list(
+                pool.map(
+                    simulate,
+                    cohorts,
+                    cohorts.values(),
+                    *zip(*[(args.mice, args.neurons, args.sim_minutes)] * len(cohorts)),
+                )
+            )
+    args_d = vars(args)
+    jobs = [(c, p, v, o) for c, p in cohorts.items() for v, o in variants.items()]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            futures = [pool.submit(run_one, *job, args_d) for job in jobs]
+            results = [f.result() for f in futures]
+    else:
+        results = [run_one(*job, args_d) for job in jobs]
+    rows = []
+    for r in results:
+        row = {"cohort": r["cohort"], "variant": r["variant"], "steps": r["steps"]}
+        row.update({f"{k}": v for k, v in r["cc_norm"].items() if k == "natural_movie"})
+        row.update({f"{k}/nat": v for k, v in r["relative_to_natural"].items() if k != "natural_movie"})
+        if "insilico" in r:
+            for s in ("grating", "pink_noise"):
+                row[f"{s} gOSI r"] = round(r["insilico"][s]["gOSI_r"], 2)
+                row[f"{s} gDSI r"] = round(r["insilico"][s]["gDSI_r"], 2)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    table.to_csv(Path(args.out) / "summary.csv", index=False)
+    with pd.option_context("display.width", 250, "display.max_columns", 40):
+        print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
