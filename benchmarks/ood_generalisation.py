@@ -176,7 +176,9 @@ def insilico_tuning(model, session) -> dict:
     for stimulus, true in truths.items():
         twin = direction_tuning(model, session.session_id, stimulus=stimulus).table
         ds = reliable & (true["gDSI"] >= 0.2)
-        error = np.abs((twin.preferred_direction.to_numpy() - true["preferred_direction"] + 180) % 360 - 180)
+        error = np.abs(
+            (twin.preferred_direction.to_numpy() - true["preferred_direction"] + 180) % 360 - 180
+        )
         out[stimulus] = {
             "gOSI_r": float(np.corrcoef(twin.gOSI[reliable], true["gOSI"][reliable])[0, 1]),
             "gDSI_r": float(np.corrcoef(twin.gDSI[reliable], true["gDSI"][reliable])[0, 1]),
@@ -245,17 +247,17 @@ def main() -> None:
     parser.add_argument("--no-insilico", action="store_true")
     args = parser.parse_args()
     cohorts = dict(c.split("=", 1) for c in args.cohort)
-    variants = {v.split("=", 1)[0]: [o for o in v.split("=", 1)[1].split(",") if o] for v in args.variant}
+    variants = {
+        v.split("=", 1)[0]: [o for o in v.split("=", 1)[1].split(",") if o] for v in args.variant
+    }
     if args.simulate:
         with ProcessPoolExecutor(max(1, args.jobs)) as pool:
-            list(
-                pool.map(
-                    simulate,
-                    cohorts,
-                    cohorts.values(),
-                    *zip(*[(args.mice, args.neurons, args.sim_minutes)] * len(cohorts)),
-                )
-            )
+            futures = [
+                pool.submit(simulate, name, path, args.mice, args.neurons, args.sim_minutes)
+                for name, path in cohorts.items()
+            ]
+            for f in futures:
+                f.result()
     args_d = vars(args)
     jobs = [(c, p, v, o) for c, p in cohorts.items() for v, o in variants.items()]
     if args.jobs > 1:
@@ -268,7 +270,9 @@ def main() -> None:
     for r in results:
         row = {"cohort": r["cohort"], "variant": r["variant"], "steps": r["steps"]}
         row.update({f"{k}": v for k, v in r["cc_norm"].items() if k == "natural_movie"})
-        row.update({f"{k}/nat": v for k, v in r["relative_to_natural"].items() if k != "natural_movie"})
+        row.update(
+            {f"{k}/nat": v for k, v in r["relative_to_natural"].items() if k != "natural_movie"}
+        )
         if "insilico" in r:
             for s in ("grating", "pink_noise"):
                 row[f"{s} gOSI r"] = round(r["insilico"][s]["gOSI_r"], 2)

@@ -190,7 +190,9 @@ def test_local_contrast_normalization_compresses_contrast_and_streams():
     assert 1.0 < float(gain) < 1.6
     config = apply_overrides(preset("tiny"), ["core.input_normalization=local_contrast"])
     torch.manual_seed(0)
-    info = SessionInfo("a", np.arange(30), np.random.default_rng(0).normal(size=(30, 3)), _normalizer(30))
+    info = SessionInfo(
+        "a", np.arange(30), np.random.default_rng(0).normal(size=(30, 3)), _normalizer(30)
+    )
     model = FoundationModel(config, [info])
     video, behavior, pupil = _inputs(1, 30)
     whole, _ = model.predict("a", video, behavior, pupil, chunk=1000)

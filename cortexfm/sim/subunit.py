@@ -33,7 +33,6 @@ it has in the neuron table of the Gabor generator.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from scipy import ndimage
 from scipy.signal import lfilter
 
@@ -126,7 +125,9 @@ class SubunitResponseModel(ResponseModel):
         across = dx * np.cos(theta) + dy * np.sin(theta)
         along = -dx * np.sin(theta) + dy * np.cos(theta)
         # subregions elongated along the bars, as simple-cell fields are
-        envelope = np.exp(-(across**2) / (2 * sigma**2) - along**2 / (2 * (ELONGATION * sigma) ** 2))
+        envelope = np.exp(
+            -(across**2) / (2 * sigma**2) - along**2 / (2 * (ELONGATION * sigma) ** 2)
+        )
         carrier = 2 * np.pi * p["spatial_frequency"][None] * across + p["phase"][None]
         even, odd = envelope * np.cos(carrier), envelope * np.sin(carrier)
         norm = np.abs(even).sum(0, keepdims=True) + 1e-12
@@ -253,4 +254,3 @@ def make_response_model(
     if generator not in GENERATORS:
         raise ValueError(f"unknown response generator {generator!r}; known: {sorted(GENERATORS)}")
     return GENERATORS[generator](population, monitor, noise)
-
