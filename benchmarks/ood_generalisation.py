@@ -17,12 +17,13 @@ Diagnostics per family (first session):
 
     python benchmarks/ood_generalisation.py --cohort gabor=bench_data/gabor4x500 \\
         --cohort subunit=bench_data/subunit4x500 --variant base= --minutes 20
-    python benchmarks/ood_generalisation.py ... --variant "lcn=model.core.input_normalization=local_contrast"
+    python benchmarks/ood_generalisation.py ... --variant "lcn=model.core.front_end=whiten"
 
 Each run writes ``<out>/<cohort>-<variant>/ood.json``; the last line printed is a table.
 ``--simulate`` makes missing cohorts (4 mice x 500 neurons x 20 min; the subunit cohort's
 natural movies pan over real photographs when ``../shared/data`` has them).
-``--jobs N`` runs N (cohort, variant) pairs at once in worker processes (a GPU machine).
+``--jobs N`` runs N (cohort, variant) pairs at once in worker processes (a GPU machine); a
+variant may name its preset (``--variant paper=preset=paper,model.core.front_end=whiten``).
 """
 
 from __future__ import annotations
@@ -42,15 +43,19 @@ IMAGES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "stimu
 IMAGES = IMAGES / "sensorium2022_images"
 
 
-def simulate(name: str, path: str, mice: int, neurons: int, minutes: float) -> None:
+def simulate(
+    name: str, path: str, mouse: int, neurons: int, minutes: float, image_folder: str
+) -> None:
+    """Mouse ``mouse`` of cohort ``name`` (the generator is ``subunit`` if the name says so;
+    its natural movies pan over ``image_folder``'s photographs when that folder exists)."""
     from cortexfm.sim import SimulationConfig, simulate_cohort
 
     generator = "subunit" if "subunit" in name else "gabor"
-    images = str(IMAGES) if generator == "subunit" and IMAGES.exists() else None
+    images = image_folder if generator == "subunit" and Path(image_folder).exists() else None
     config = SimulationConfig(
         n_neurons=neurons, train_minutes=minutes, image_folder=images, generator=generator
     )
-    simulate_cohort(path, mice, config, seed=0, progress=False)
+    simulate_cohort(path, 1, config, seed=0, first_mouse=mouse, progress=False)
 
 
 @torch.no_grad()
@@ -69,9 +74,7 @@ def saturation(model, session, trial_id: int) -> dict:
     retina = modules.perspective(video, pupil)
     modulation, _ = modules.modulation(behavior)
     core = model.core
-    h = retina.unsqueeze(2)
-    if getattr(core, "input_norm", None) is not None:
-        h = core.input_norm(h)
+    h = core.front_end(retina.unsqueeze(2))
     for layer in core.layers:
         h, _ = layer(h, None)
     out = {"input_p99": float(torch.quantile(retina.abs().flatten()[::7], 0.99))}
@@ -198,6 +201,8 @@ def run_one(cohort_name: str, data: str, variant: str, overrides: list[str], arg
     out = Path(args_d["out"]) / f"{cohort_name}-{variant}"
     out.mkdir(parents=True, exist_ok=True)
     cohort = open_cohort(data)
+    presets = [o.split("=", 1)[1] for o in overrides if o.startswith("preset=")]
+    overrides = [o for o in overrides if not o.startswith("preset=")]
     config = load_run_config(
         None,
         [
@@ -206,7 +211,7 @@ def run_one(cohort_name: str, data: str, variant: str, overrides: list[str], arg
             "train.early_stopping_patience=0",
             *overrides,
         ],
-        preset_name=args_d["preset"],
+        preset_name=presets[-1] if presets else args_d["preset"],
     )
     t0 = time.perf_counter()
     result = train(cohort, config, out, resume=(out / "last.safetensors").exists(), progress=False)
@@ -245,6 +250,7 @@ def main() -> None:
     parser.add_argument("--neurons", type=int, default=500)
     parser.add_argument("--sim-minutes", type=float, default=20)
     parser.add_argument("--no-insilico", action="store_true")
+    parser.add_argument("--images", default=str(IMAGES), help="photographs for subunit movies")
     args = parser.parse_args()
     cohorts = dict(c.split("=", 1) for c in args.cohort)
     variants = {
@@ -253,23 +259,32 @@ def main() -> None:
     if args.simulate:
         with ProcessPoolExecutor(max(1, args.jobs)) as pool:
             futures = [
-                pool.submit(simulate, name, path, args.mice, args.neurons, args.sim_minutes)
+                pool.submit(simulate, name, path, m, args.neurons, args.sim_minutes, args.images)
                 for name, path in cohorts.items()
+                for m in range(args.mice)
             ]
             for f in futures:
                 f.result()
     args_d = vars(args)
     jobs = [(c, p, v, o) for c, p in cohorts.items() for v, o in variants.items()]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            futures = [pool.submit(run_one, *job, args_d) for job in jobs]
-            results = [f.result() for f in futures]
-    else:
-        results = [run_one(*job, args_d) for job in jobs]
+    results = []
+    with ProcessPoolExecutor(max(1, args.jobs)) as pool:
+        futures = [pool.submit(run_one, *job, args_d) for job in jobs]
+        for job, future in zip(jobs, futures, strict=True):
+            try:
+                results.append(future.result())
+            except Exception as err:  # one failed run must not hide the others' figures
+                print(f"{job[0]}-{job[2]} failed: {type(err).__name__}: {err}")
+                results.append({"cohort": job[0], "variant": job[2], "error": repr(err)})
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "all.json").write_text(json.dumps(results, indent=1))
     rows = []
     for r in results:
-        row = {"cohort": r["cohort"], "variant": r["variant"], "steps": r["steps"]}
-        row.update({f"{k}": v for k, v in r["cc_norm"].items() if k == "natural_movie"})
+        row = {"cohort": r["cohort"], "variant": r["variant"], "steps": r.get("steps")}
+        if "error" in r:
+            rows.append(row)
+            continue
+        row["natural"] = r["cc_norm"].get("natural_movie")
         row.update(
             {f"{k}/nat": v for k, v in r["relative_to_natural"].items() if k != "natural_movie"}
         )
@@ -279,7 +294,6 @@ def main() -> None:
                 row[f"{s} gDSI r"] = round(r["insilico"][s]["gDSI_r"], 2)
         rows.append(row)
     table = pd.DataFrame(rows)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     table.to_csv(Path(args.out) / "summary.csv", index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 40):
         print(table.to_string(index=False))

@@ -43,10 +43,11 @@ class CoreConfig:
     skip: bool = False  # readouts also see the feed-forward features beside the ConvLSTM's
     hidden: int = 32  # ConvLSTM channels (the feature map the readouts sample)
     recurrent_kernel: int = 3
-    # "local_contrast": divide the retinal image by its local RMS contrast (learned
-    # semi-saturation), as the retina's contrast gain control does, before the convolutions
-    input_normalization: Literal["none", "local_contrast"] = "none"
+    # what the retina does first (cortexfm.model.retina): "none", "contrast" (gain control),
+    # "whiten" (luminance + centre-surround residual channels) or "whiten_contrast" (both)
+    front_end: Literal["none", "contrast", "whiten", "whiten_contrast"] = "none"
     contrast_pool: float = 3.0  # s.d. (retina pixels) of the local contrast pool
+    whiten_sigma: float = 2.0  # s.d. (retina pixels) of the surround removed by whitening
 
 
 @dataclass
@@ -76,10 +77,10 @@ class ModelConfig:
                 f"must have the same length, got {n}, {len(c.spatial_kernels)}, "
                 f"{len(c.strides)}, {len(c.temporal_kernels)}"
             )
-        if c.input_normalization not in ("none", "local_contrast"):
+        if c.front_end not in ("none", "contrast", "whiten", "whiten_contrast"):
             raise ValueError(
-                "core.input_normalization must be 'none' or 'local_contrast', "
-                f"got {c.input_normalization!r}"
+                "core.front_end must be none, contrast, whiten or whiten_contrast, "
+                f"got {c.front_end!r}"
             )
         if c.recurrent not in ("convlstm", "none"):
             raise ValueError(f"core.recurrent must be 'convlstm' or 'none', got {c.recurrent!r}")

@@ -13,43 +13,15 @@ feed-forward layer's output concatenated along channels).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cortexfm.model.config import CoreConfig
+from cortexfm.model.retina import FrontEnd
 
 #: ``(temporal buffers, one [batch, C, k-1, h, w] per layer; ConvLSTM h; ConvLSTM c)``
 CoreState = tuple[list[Tensor], Tensor | None, Tensor | None]
-
-
-class LocalContrastNormalization(nn.Module):
-    """``retina [batch, time, 1, H, W]`` divided by ``c50 + sqrt(G * retina^2)``: each pixel by
-    the RMS contrast of its neighbourhood (Gaussian pool ``G`` of s.d. ``pool`` pixels), with a
-    learned semi-saturation ``c50`` (softplus; starts at 0.5 in normalised video units).
-
-    Contrast gain control happens in the retina and LGN of every mouse; with it, a full-contrast
-    grating reaches the core in the range that natural movies taught it, instead of beyond it.
-    """
-
-    def __init__(self, pool: float) -> None:
-        super().__init__()
-        radius = max(1, int(round(3 * pool)))
-        x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        g = torch.exp(-(x**2) / (2 * pool**2))
-        self.register_buffer("kernel", (g / g.sum()), persistent=False)
-        self.raw_c50 = nn.Parameter(torch.tensor(float(np.log(np.expm1(0.5)))))
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, t = x.shape[:2]
-        power = x.flatten(0, 1) ** 2  # [b*t, 1, H, W]
-        k = self.kernel
-        r = len(k) // 2
-        power = F.conv2d(F.pad(power, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-        power = F.conv2d(F.pad(power, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
-        contrast = power.clamp_min(1e-6).sqrt().unflatten(0, (b, t))
-        return x / (F.softplus(self.raw_c50) + contrast)
 
 
 class CausalConvLayer(nn.Module):
@@ -117,13 +89,9 @@ class Core(nn.Module):
     def __init__(self, config: CoreConfig, modulation_features: int) -> None:
         super().__init__()
         self.config = config
-        self.input_norm = (
-            LocalContrastNormalization(config.contrast_pool)
-            if config.input_normalization == "local_contrast"
-            else None
-        )
+        self.front_end = FrontEnd(config.front_end, config.contrast_pool, config.whiten_sigma)
         layers = []
-        c_in = 1
+        c_in = self.front_end.channels
         for c_out, k, s, kt in zip(
             config.channels,
             config.spatial_kernels,
@@ -156,9 +124,7 @@ class Core(nn.Module):
         self, retina: Tensor, modulation: Tensor, state: CoreState | None = None
     ) -> tuple[Tensor, CoreState]:
         buffers, h, c = state if state is not None else ([None] * len(self.layers), None, None)
-        x = retina.unsqueeze(2)  # [b, t, 1, H, W]
-        if self.input_norm is not None:
-            x = self.input_norm(x)
+        x = self.front_end(retina.unsqueeze(2))  # [b, t, C, H, W]
         new_buffers = []
         for layer, buffer in zip(self.layers, buffers, strict=True):
             x, buffer = layer(x, buffer)
