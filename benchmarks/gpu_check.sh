@@ -30,5 +30,5 @@ python3 benchmarks/ood_generalisation.py --simulate --jobs "${JOBS:-10}" --threa
     --variant whiten_contrast=model.core.front_end=whiten_contrast,train.amp=false \
     --variant paper_whiten=preset=paper,model.core.front_end=whiten \
     --minutes "$MINUTES" --out "$WORK/runs" 2>&1 \
-    | grep -v -E "statistics|it/s\]" | tee "$OUT/log.txt"
+    | grep --line-buffered -v -E "statistics|it/s\]" | tee "$OUT/log.txt"
 cp "$WORK/runs/summary.csv" "$WORK/runs/all.json" "$OUT/"
