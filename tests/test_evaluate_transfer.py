@@ -156,6 +156,12 @@ def test_evaluate_writes_per_neuron_scores_summary_and_plots(
     assert table.cc_norm[~ok].isna().all()  # no ceiling, no CC_norm
     summary = json.loads((out / "summary.json").read_text())
     assert {"session_id", "stimulus_type", "cc_norm"} <= set(summary[0])
+    # the simulated neuron table has MICrONS-like cell types: a report per type
+    by_type = pd.read_csv(out / "summary_by_cell_type.csv")
+    assert set(by_type.cell_type) == set(session.neurons.cell_type)
+    assert by_type.neurons.sum() == len(table)
+    natural_rows = by_type[by_type.stimulus_type == "natural_movie"]
+    np.testing.assert_allclose(natural_rows.relative_to_natural.dropna(), 1.0)
     assert (out / "cc_norm.png").stat().st_size > 1000 and (
         out / "traces.png"
     ).stat().st_size > 1000

@@ -104,6 +104,9 @@ def evaluate_session(
                 "sensorium_single_trial": sensorium_single_trial_correlation(p_trials, r_trials),
             }
         )
+        for column in ("cell_type", "area"):  # per-type reports, when the neuron table has them
+            if column in session.neurons:
+                table[column] = session.neurons[column].to_numpy()
         arrays = repeat_arrays(session, type_ids, predictions, burn_in)
         if arrays is not None:
             p, r, p_clips, r_clips = arrays

@@ -41,6 +41,16 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([per_session, overall]).reset_index()
 
 
+def summarize_by_cell_type(table: pd.DataFrame) -> pd.DataFrame:
+    """Median CC_norm per stimulus type and cell type (all sessions), with neuron counts and
+    each family's median relative to natural movies within the cell type."""
+    grouped = table.groupby(["cell_type", "stimulus_type"]).cc_norm
+    result = pd.DataFrame({"cc_norm": grouped.median(), "neurons": grouped.size()}).reset_index()
+    natural = result[result.stimulus_type == "natural_movie"].set_index("cell_type").cc_norm
+    result["relative_to_natural"] = result.cc_norm / result.cell_type.map(natural)
+    return result
+
+
 def plot_cc_norm(table: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for stimulus_type, group in table.groupby("stimulus_type"):
@@ -111,6 +121,8 @@ def evaluate_cohort(
     summary = summarize(table)
     table.to_csv(out / "neurons.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
+    if "cell_type" in table and "cc_norm" in table:
+        summarize_by_cell_type(table).to_csv(out / "summary_by_cell_type.csv", index=False)
     (out / "summary.json").write_text(json.dumps(summary.to_dict(orient="records"), indent=2))
     if "cc_norm" in table:
         plot_cc_norm(table, out / "cc_norm.png")
