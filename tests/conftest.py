@@ -101,14 +101,15 @@ def assert_arrays_equal(a: np.ndarray, b: np.ndarray) -> None:
 
 @pytest.fixture(scope="session")
 def sim_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two small simulated mice (40 neurons, 30 s of training movie, 1 clip x 3 repeats)."""
+    """Two small simulated mice (40 neurons, 30 s of training movie, 1 clip x 3 repeats):
+    mouse0 from the Gabor energy generator, mouse1 from the LGN subunit generator."""
     from cortexfm.sim import SimulationConfig, simulate_cohort
 
     config = SimulationConfig(
         n_neurons=40, train_minutes=0.5, oracle_clips=1, repeats=3, ood_clips=0
     )
     root = tmp_path_factory.mktemp("sim_cohort")
-    simulate_cohort(root, 2, config, seed=0)
+    simulate_cohort(root, 2, config, seed=0, generators=["gabor", "subunit"])
     return root
 
 

@@ -106,14 +106,14 @@ def test_insilico_command_with_and_without_ground_truth(sim_cohort, tmp_path, ti
         "most_exciting_inputs.png",
     ):
         assert (folder / name).exists(), name
-    out = tmp_path / "validated"
+    out = tmp_path / "validated"  # mouse1: the subunit generator's ground truth
     assert (
         cli(
             [
                 "insilico",
                 ckpt,
                 "--data",
-                str(sim_cohort / "mouse0"),
+                str(sim_cohort / "mouse1"),
                 "--out",
                 str(out),
                 "--meis",

@@ -197,6 +197,7 @@ def test_held_out_mice_continue_the_cohort_numbering(sim_cohort: Path, tmp_path:
     out = tmp_path / "held_out"
     args = ["simulate", "--mice", "1", "--first-mouse", "1", "--neurons", "40"]
     args += ["--minutes", "0.5", "--oracle-clips", "1", "--repeats", "3", "--ood-clips", "0"]
+    args += ["--generator", "subunit"]  # the fixture's mouse1 is a subunit-generator mouse
     assert cli([*args, "--out", str(out)]) == 0
     assert [p.name for p in out.iterdir()] == ["mouse1"]
     held_out, same = open_session(out / "mouse1"), open_session(sim_cohort / "mouse1")
