@@ -235,9 +235,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--cohort", action="append", required=True, help="NAME=PATH")
+    parser.add_argument("--cohort", action="append", default=[], help="NAME=PATH")
     parser.add_argument(
-        "--variant", action="append", required=True, help="NAME=override,override (or NAME=)"
+        "--variant", action="append", default=[], help="NAME=override,override (or NAME=)"
     )
     parser.add_argument("--out", default="bench_runs/ood")
     parser.add_argument("--preset", default="cpu")
@@ -251,7 +251,14 @@ def main() -> None:
     parser.add_argument("--sim-minutes", type=float, default=20)
     parser.add_argument("--no-insilico", action="store_true")
     parser.add_argument("--images", default=str(IMAGES), help="photographs for subunit movies")
+    parser.add_argument(
+        "--collect", action="store_true", help="only tabulate the runs already in --out"
+    )
     args = parser.parse_args()
+    if args.collect:
+        runs = sorted(Path(args.out).glob("*/ood.json"))
+        print_table([json.loads(r.read_text()) for r in runs], Path(args.out))
+        return
     cohorts = dict(c.split("=", 1) for c in args.cohort)
     variants = {
         v.split("=", 1)[0]: [o for o in v.split("=", 1)[1].split(",") if o] for v in args.variant
@@ -278,6 +285,11 @@ def main() -> None:
                 results.append({"cohort": job[0], "variant": job[2], "error": repr(err)})
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "all.json").write_text(json.dumps(results, indent=1))
+    print_table(results, Path(args.out))
+
+
+def print_table(results: list[dict], out: Path) -> None:
+    """One row per run: steps, natural CC_norm, each family / natural, in-silico r."""
     rows = []
     for r in results:
         row = {"cohort": r["cohort"], "variant": r["variant"], "steps": r.get("steps")}
@@ -294,7 +306,7 @@ def main() -> None:
                 row[f"{s} gDSI r"] = round(r["insilico"][s]["gDSI_r"], 2)
         rows.append(row)
     table = pd.DataFrame(rows)
-    table.to_csv(Path(args.out) / "summary.csv", index=False)
+    table.to_csv(out / "summary.csv", index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 40):
         print(table.to_string(index=False))
 
