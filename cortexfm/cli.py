@@ -62,10 +62,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.sessions:
         cohort = cohort.subset(args.sessions.split(","))
     result = train(cohort, config, args.out, resume=args.resume)
-    print(
-        f"trained {result.steps} steps; best validation correlation {result.best_score:.4f} "
-        f"at step {result.best_step}; checkpoints in {result.out_dir}"
-    )
+    print(f"trained {result.describe()}")
     return 0
 
 
@@ -120,10 +117,7 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     kind = "individual model (from scratch)" if args.from_scratch else "foundation transfer"
-    print(
-        f"{kind}: {result.steps} steps, best validation correlation {result.best_score:.4f}; "
-        f"checkpoints in {result.out_dir}"
-    )
+    print(f"{kind}: {result.describe()}")
     return 0
 
 

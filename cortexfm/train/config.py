@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from cortexfm.model.config import ModelConfig, apply_overrides, from_dict, preset, to_dict
+from cortexfm.train.validation import check_rule
 
 
 @dataclass
@@ -41,7 +42,11 @@ class TrainConfig:
     grad_clip: float = 5.0  # global gradient-norm clip (0: off)
     ema_decay: float = 0.0  # exponential moving average of weights (0: off)
     early_stopping_patience: int = 5  # epochs without validation improvement (0: never stop)
-    validation_trials: int = 16  # per session (tier "validation")
+    # which trials validate (early stopping, best checkpoint): "auto" (the validation tier,
+    # else held-out training clips), "holdout", "tier:NAME" or "none"; see train/validation.py
+    validation: str = "auto"
+    validation_fraction: float = 0.1  # of whole training clips, for "holdout"
+    validation_trials: int = 16  # per session, scored at each validation
     # readout position search (cortexfm.train.positions) before these steps; () turns it off
     position_search_steps: tuple[int, ...] = (0, 100, 300)
     position_search_frames: int = 12000  # per session
@@ -51,6 +56,13 @@ class TrainConfig:
     amp: bool = True  # bfloat16 autocast on GPU (ignored on CPU)
     tensorboard: bool = False
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_rule(self.validation)
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(
+                f"train.validation_fraction must be in (0, 1), got {self.validation_fraction}"
+            )
 
 
 @dataclass

@@ -42,8 +42,7 @@ from cortexfm.train.checkpoint import (
 )
 from cortexfm.train.config import RunConfig
 from cortexfm.train.positions import search_positions
-
-VALIDATION_TIER = "validation"
+from cortexfm.train.validation import TRAIN_TIER, VALIDATION_TIER, plan_validation
 
 
 @dataclass
@@ -54,6 +53,19 @@ class TrainResult:
     best_step: int
     losses: list[float]
     stopped_early: bool
+
+    def describe(self) -> str:
+        """One line: steps, and what the best checkpoint is (or why there is no score)."""
+        if math.isnan(self.best_score) or self.best_step < 0:
+            return (
+                f"{self.steps} steps, no validation score (train.validation=none, or no "
+                f"validation trials): best.safetensors holds the weights of step "
+                f"{self.steps}; checkpoints in {self.out_dir}"
+            )
+        return (
+            f"{self.steps} steps; best validation correlation {self.best_score:.4f} at step "
+            f"{self.best_step}; checkpoints in {self.out_dir}"
+        )
 
 
 def session_info(session: Session, response_transform: str, loss: str) -> SessionInfo:
@@ -140,14 +152,23 @@ def adaptive_gradient_clip(params: list[torch.nn.Parameter], clip: float) -> Non
 
 @torch.no_grad()
 def validation_correlation(
-    model: FoundationModel, cohort: Cohort, config: RunConfig, device: torch.device
+    model: FoundationModel,
+    cohort: Cohort,
+    config: RunConfig,
+    device: torch.device,
+    trials: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Mean per-neuron correlation on each session's validation trials (burn-in skipped)."""
+    """Mean per-neuron correlation on each session's validation trials (burn-in skipped):
+    ``trials`` (session id -> trial ids, from :func:`plan_validation`), by default the
+    ``validation`` tier."""
     model.eval()
     scores: dict[str, float] = {}
     burn_in = config.train.burn_in
     for session in cohort:
-        ids = session.trials_in(VALIDATION_TIER)[: config.train.validation_trials]
+        if trials is None:
+            ids = session.trials_in(VALIDATION_TIER)[: config.train.validation_trials]
+        else:
+            ids = trials.get(session.session_id, np.array([], dtype=np.int64))
         if len(ids) == 0:
             continue
         norm = model.session(session.session_id).normalization
@@ -214,6 +235,22 @@ class Trainer:
             s.session_id: self.model.session(s.session_id).normalization.to_normalizer()
             for s in self.cohort
         }
+        self.validation = plan_validation(
+            self.cohort,
+            t.validation,
+            fraction=t.validation_fraction,
+            seed=t.seed,
+            limit=t.validation_trials,
+            allowed_trials=self.allowed_trials,
+        )
+        allowed = {
+            s.session_id: self.validation.training_trials(
+                s.session_id,
+                s.trials_in(TRAIN_TIER),
+                None if self.allowed_trials is None else self.allowed_trials.get(s.session_id),
+            )
+            for s in self.cohort
+        }
         self.windows = TrainingWindows(
             self.cohort,
             WindowConfig(
@@ -224,7 +261,7 @@ class Trainer:
                 seed=t.seed,
             ),
             normalizers=normalizers,
-            allowed_trials=self.allowed_trials,
+            allowed_trials=allowed,
         )
         self.optimizer = make_optimizer(self.model, self.config)
         self.ema: dict[str, torch.Tensor] = (
@@ -319,6 +356,11 @@ class Trainer:
             self._prepare(model)
             torch.manual_seed(t.seed + 1 + self.dist.rank)
         assert self.model is not None
+        if self.dist.is_main:
+            for line in self.validation.messages:
+                print(f"validation: {line}")
+            for line in self.validation.warnings:
+                print(f"warning: {line}")
         log_path = self.out_dir / "metrics.jsonl"
         writer = _tensorboard(self.out_dir) if t.tensorboard and self.dist.is_main else None
         frames_per_step = t.window * t.batch_size * t.batches_per_step
@@ -346,7 +388,9 @@ class Trainer:
             state["losses"] += epoch_losses
             seconds = time.perf_counter() - epoch_start
             with self._ema_weights():  # validation and the best checkpoint use the EMA weights
-                scores = validation_correlation(self.model, self.cohort, self.config, self.device)
+                scores = validation_correlation(
+                    self.model, self.cohort, self.config, self.device, self.validation.trials
+                )
             score = float(np.mean(list(scores.values()))) if scores else math.nan
             record = {
                 "step": state["step"],
@@ -366,6 +410,8 @@ class Trainer:
                 )
             elif scores:
                 state["bad_epochs"] += 1
+            else:  # nothing to select on: the latest weights are the result
+                state["best_score"], state["best_step"] = math.nan, state["step"]
             state["epoch"] += 1
             state["elapsed_s"] = time.perf_counter() - started
             if self.dist.is_main:
@@ -374,8 +420,9 @@ class Trainer:
                 if writer is not None:
                     for key in ("loss", "lr", "frames_per_s", "validation_correlation"):
                         writer.add_scalar(key, record[key], state["step"])
+                validated = f"validation r {score:.4f}" if scores else "no validation"
                 bar.write(
-                    f"step {state['step']}: loss {record['loss']:.4f}, validation r {score:.4f}, "
+                    f"step {state['step']}: loss {record['loss']:.4f}, {validated}, "
                     f"{record['frames_per_s']:.0f} frames/s"
                 )
                 if improved or not scores:
