@@ -108,3 +108,20 @@ def test_full_field_gratings_are_full_contrast_everywhere():
     assert s.frames[on].min() <= 2 and s.frames[on].max() >= 253
     # every part of the screen modulates (full field), unlike the local Gabors
     assert (s.frames[on].std(axis=0) > 60).all()
+
+
+def test_a_linear_lgn_lets_full_contrast_gratings_drive_cortex_harder():
+    """lgn_c50 sets how much gain control there is: nearly linear at 10, saturating at 0.15."""
+    from cortexfm.stimuli import natural_movie
+
+    population = sample_population(80, np.random.default_rng(2), M)
+    natural = natural_movie(M, 120, np.random.default_rng(3)).frames
+    gratings = np.concatenate([drifting_grating(M, 60, d, 0.04, 2.0).frames for d in (0, 90)])
+    ratio = {}
+    for c50 in (0.15, 10.0):
+        model = SubunitResponseModel(
+            subunit_parameters(population, np.random.default_rng(4), lgn_c50=c50), M
+        )
+        sd = [model.rates(x, *_rest(len(x)))[20:].std(0).mean() for x in (natural, gratings)]
+        ratio[c50] = sd[1] / sd[0]
+    assert ratio[10.0] > 1.3 * ratio[0.15]

@@ -53,6 +53,7 @@ class SimulationConfig:
     # the response generator: "gabor" (Gabor energy model, cortexfm.sim.response) or
     # "subunit" (LGN subunit cascade with contrast gain control, cortexfm.sim.subunit)
     generator: str = "gabor"
+    lgn_c50: float = 0.15  # subunit generator: LGN contrast semi-saturation (large: linear)
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
@@ -130,7 +131,9 @@ def simulate_mouse(
     monitor = config.monitor
     population = sample_population(config.n_neurons, rng, monitor, mouse_index, mouse_id)
     if config.generator == "subunit":  # its own stream: the shared parameters stay the same
-        population = subunit_parameters(population, np.random.default_rng([seed, mouse_index, 2]))
+        population = subunit_parameters(
+            population, np.random.default_rng([seed, mouse_index, 2]), config.lgn_c50
+        )
     model = make_response_model(config.generator, population, monitor, config.noise)
     images = load_images(config.image_folder) if config.image_folder else None
     clip_frames = monitor.frames(config.clip_seconds)

@@ -50,8 +50,15 @@ ELONGATION = 2.0  # s.d. along the bars / across them
 CELL_CLASSES = ("centre_surround", "simple", "complex")
 
 
-def subunit_parameters(population: Population, rng: np.random.Generator) -> Population:
+def subunit_parameters(
+    population: Population, rng: np.random.Generator, lgn_c50: float = LGN_C50
+) -> Population:
     """The population with the subunit generator's extra ground-truth columns.
+
+    ``lgn_c50`` is the semi-saturation of the LGN's contrast gain control (the same for the
+    whole mouse): 0.15 saturates strongly (full-contrast gratings drive cortex little more than
+    natural movies do); a large value (e.g. 10) makes the front end nearly linear in contrast,
+    so full-contrast gratings drive cortex far harder than any natural movie.
 
     A quarter of the neurons are centre-surround cells; the others are complex where the
     population says ``complex`` and simple otherwise. The subunit scale is the one closest to
@@ -67,6 +74,7 @@ def subunit_parameters(population: Population, rng: np.random.Generator) -> Popu
     table["transient"] = rng.random(n) < 0.5
     table["push_pull"] = rng.uniform(0.85, 1.0, n)
     table["adaptation"] = rng.uniform(0.0, 1.5, n)
+    table["lgn_c50"] = float(lgn_c50)
     lobe = 1 / (4 * table["spatial_frequency"].to_numpy())
     wanted = np.where(centre_surround, table["rf_size"].to_numpy() / 2, lobe / 1.5)
     table["subunit_scale"] = np.abs(
@@ -157,7 +165,10 @@ class SubunitResponseModel(ResponseModel):
         power = ndimage.gaussian_filter(lum * lum, (0, pool, pool), mode="nearest")
         contrast = np.sqrt(np.clip(power - mean**2, 0, None))
         contrast = ndimage.uniform_filter1d(contrast, 3, axis=0, origin=1, mode="nearest")
-        gain = 1.0 / (LGN_C50 + contrast)
+        c50 = (
+            float(self.population["lgn_c50"][0]) if "lgn_c50" in self.population.table else LGN_C50
+        )
+        gain = 1.0 / (c50 + contrast)
         maps = {}
         for s in np.unique(self.scale_index):
             centre_px = SUBUNIT_SCALES_DEG[s] / dpp
