@@ -16,6 +16,18 @@ SHARED_DATA = shared_data_dir() or Path(__file__).resolve().parents[1].parent / 
 SENSORIUM_META = SHARED_DATA / "real" / "sensorium2023" / "metadata_anaflom"
 
 
+#: Overrides for a few-step training run (mechanics, not accuracy).
+TINY_TRAINING = [
+    "train.max_steps=4",
+    "train.steps_per_epoch=2",
+    "train.warmup_steps=1",
+    "train.window=24",
+    "train.batch_size=2",
+    "train.burn_in=4",
+    "train.validation_trials=2",
+]
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

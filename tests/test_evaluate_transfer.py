@@ -15,16 +15,9 @@ from cortexfm.data import open_session
 from cortexfm.evaluate.run import compare_models
 from cortexfm.train import load_checkpoint
 from cortexfm.train.transfer import first_minutes
+from tests.conftest import TINY_TRAINING
 
-TINY = [
-    "train.max_steps=4",
-    "train.steps_per_epoch=2",
-    "train.warmup_steps=1",
-    "train.window=24",
-    "train.batch_size=2",
-    "train.burn_in=4",
-    "train.validation_trials=2",
-]
+TINY = TINY_TRAINING
 
 
 @pytest.fixture(scope="module")

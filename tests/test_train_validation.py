@@ -13,16 +13,9 @@ from cortexfm.data import open_cohort
 from cortexfm.sim import SimulationConfig, simulate_cohort
 from cortexfm.train import load_run_config, train
 from cortexfm.train.validation import plan_validation
+from tests.conftest import TINY_TRAINING
 
-RUN = [
-    "train.max_steps=4",
-    "train.steps_per_epoch=2",
-    "train.warmup_steps=1",
-    "train.window=24",
-    "train.batch_size=2",
-    "train.burn_in=4",
-    "train.position_search_steps=[]",
-]
+RUN = [*TINY_TRAINING, "train.position_search_steps=[]"]
 
 
 @pytest.fixture(scope="module")
