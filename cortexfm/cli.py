@@ -273,6 +273,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         ood_clips=args.ood_clips,
         image_folder=args.images,
+        eye_movements=not args.no_eye_movements,
+        behavioral_gain=not args.no_behavioral_gain,
     )
     paths = simulate_cohort(
         args.out,
@@ -328,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="gabor",
         help="response generator: gabor (Gabor energy model) or subunit (LGN subunit cascade "
         "with contrast gain control); a comma-separated list is cycled over the mice",
+    )
+    p.add_argument("--no-eye-movements", action="store_true", help="ablation: the eye holds still")
+    p.add_argument(
+        "--no-behavioral-gain",
+        action="store_true",
+        help="ablation: running and pupil do not change the responses",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -125,3 +125,23 @@ def test_a_linear_lgn_lets_full_contrast_gratings_drive_cortex_harder():
         sd = [model.rates(x, *_rest(len(x)))[20:].std(0).mean() for x in (natural, gratings)]
         ratio[c50] = sd[1] / sd[0]
     assert ratio[10.0] > 1.3 * ratio[0.15]
+
+
+def test_ablations_hold_the_eye_still_and_remove_behavioural_gain(tmp_path: Path):
+    """Switches for finding what a twin fails to model; the stimulus and noise draws stay."""
+    from cortexfm.data import open_session
+
+    base = dict(n_neurons=20, train_minutes=0.2, oracle_clips=0, ood_clips=0)
+    plain = simulate_mouse(tmp_path / "a", SimulationConfig(**base), seed=1, progress=False)
+    still = simulate_mouse(
+        tmp_path / "b",
+        SimulationConfig(**base, eye_movements=False, behavioral_gain=False),
+        seed=1,
+        progress=False,
+    )
+    a, b = open_session(plain).trial(0), open_session(still).trial(0)
+    np.testing.assert_array_equal(a.video, b.video)
+    np.testing.assert_array_equal(a.behavior, b.behavior)
+    assert a.pupil_center.std(0).max() > 1.0 > 0.2 > b.pupil_center.std(0).max()
+    truth, _ = load_ground_truth(still)
+    assert (truth.running_gain == 0).all() and (truth.pupil_gain == 0).all()

@@ -26,7 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cortexfm.data.writer import SessionWriter
-from cortexfm.sim.behavior import simulate_behavior
+from cortexfm.sim.behavior import EYE_PX_PER_DEG, simulate_behavior
 from cortexfm.sim.connectivity import sample_connections
 from cortexfm.sim.population import Population, sample_population
 from cortexfm.sim.response import NoiseConfig, ResponseModel
@@ -54,6 +54,9 @@ class SimulationConfig:
     # "subunit" (LGN subunit cascade with contrast gain control, cortexfm.sim.subunit)
     generator: str = "gabor"
     lgn_c50: float = 0.15  # subunit generator: LGN contrast semi-saturation (large: linear)
+    # ablations (what a twin must model): eye movements, and behaviour's gain on responses
+    eye_movements: bool = True  # False: gaze fixed at the centre (camera noise only)
+    behavioral_gain: bool = True  # False: running and pupil leave the rates unchanged
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
@@ -134,6 +137,9 @@ def simulate_mouse(
         population = subunit_parameters(
             population, np.random.default_rng([seed, mouse_index, 2]), config.lgn_c50
         )
+    if not config.behavioral_gain:  # recorded in the ground truth as zero gains
+        population.table["running_gain"] = 0.0
+        population.table["pupil_gain"] = 0.0
     model = make_response_model(config.generator, population, monitor, config.noise)
     images = load_images(config.image_folder) if config.image_folder else None
     clip_frames = monitor.frames(config.clip_seconds)
@@ -175,6 +181,9 @@ def simulate_mouse(
                 stimuli[clip] if tier != "train" and tier != "validation" else stimuli.pop(clip)
             )
             behavior, gaze, pupil_center = simulate_behavior(len(frames), rng, monitor.frame_rate)
+            if not config.eye_movements:  # the same random draws, the eye held still
+                pupil_center = pupil_center - EYE_PX_PER_DEG * gaze.astype(np.float32)
+                gaze = np.zeros_like(gaze)
             responses, rates = model.responses(frames, behavior, gaze, rng)
             if tier == "train" and len(similarity_rates) < 30:
                 similarity_rates.append(rates[::3])
