@@ -141,7 +141,29 @@ def test_simulated_tree_has_tiers_repeats_and_ground_truth(tiny_mouse: Path):
         "running_gain",
     } <= set(truth.columns)
     assert list(s.neurons.cell_type) == list(truth.cell_type)
-    assert {"pre", "post", "synapse_count"} == set(connections.columns) and len(connections) > 0
+    # a 60-neuron mouse may have no connection (the like-to-like test below checks sampling)
+    assert {"pre", "post", "synapse_count"} == set(connections.columns)
+    assert connections[["pre", "post"]].to_numpy().max(initial=0) < len(truth)
+
+
+def test_connections_are_like_to_like_and_local():
+    """Two functional groups of neurons in one column: more connections within a group than
+    between groups, and none between neurons a millimetre apart."""
+    from cortexfm.sim.connectivity import sample_connections
+
+    rng = np.random.default_rng(0)
+    drive = rng.normal(size=(2, 500))
+    group = np.repeat([0, 1], 100)
+    rates = (drive[group] + 0.3 * rng.normal(size=(200, 500))).T
+    xyz = rng.uniform(0, 50, size=(200, 3))
+    xyz[150:, 0] += 1000  # half of group 1 far away
+    edges = sample_connections(rates, xyz, rng)
+    same = group[edges.pre] == group[edges.post]
+    near = (edges.pre < 150) & (edges.post < 150)
+    assert len(edges) > 100
+    assert same[near].mean() > 0.8  # like to like
+    far = (edges.pre < 150) != (edges.post < 150)
+    assert not far.any()  # 1 mm apart: no connection
 
 
 def test_every_unique_clip_shows_a_different_movie(tiny_mouse: Path):
