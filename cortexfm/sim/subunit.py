@@ -154,7 +154,6 @@ class SubunitResponseModel(ResponseModel):
         self.kernels = lgn_kernels(monitor.frame_rate)
         self.cell_class = p["cell_class"].astype(str)
         self.scale_index = p["subunit_scale"].astype(int)
-        self.fast = self.slow = np.zeros((1, p.n_neurons), dtype=np.float32)  # unused here
 
     def lgn(self, lum: np.ndarray) -> dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]:
         """ON and OFF maps ``[time, pixels]`` per (scale index, temporal kind)."""

@@ -42,7 +42,7 @@ from cortexfm.train.checkpoint import (
 )
 from cortexfm.train.config import RunConfig
 from cortexfm.train.positions import search_positions
-from cortexfm.train.validation import TRAIN_TIER, VALIDATION_TIER, plan_validation
+from cortexfm.train.validation import TRAIN_TIER, plan_validation
 
 
 @dataclass
@@ -156,19 +156,15 @@ def validation_correlation(
     cohort: Cohort,
     config: RunConfig,
     device: torch.device,
-    trials: dict[str, np.ndarray] | None = None,
+    trials: dict[str, np.ndarray],
 ) -> dict[str, float]:
-    """Mean per-neuron correlation on each session's validation trials (burn-in skipped):
-    ``trials`` (session id -> trial ids, from :func:`plan_validation`), by default the
-    ``validation`` tier."""
+    """Mean per-neuron correlation on each session's validation ``trials`` (session id ->
+    trial ids, from :func:`plan_validation`), burn-in skipped."""
     model.eval()
     scores: dict[str, float] = {}
     burn_in = config.train.burn_in
     for session in cohort:
-        if trials is None:
-            ids = session.trials_in(VALIDATION_TIER)[: config.train.validation_trials]
-        else:
-            ids = trials.get(session.session_id, np.array([], dtype=np.int64))
+        ids = trials.get(session.session_id, np.array([], dtype=np.int64))
         if len(ids) == 0:
             continue
         norm = model.session(session.session_id).normalization
