@@ -267,6 +267,7 @@ class FnnSession(Session):
         out = np.asarray(array[start:stop], dtype=np.float32)
         if modality == "video":
             out = out.reshape(out.shape[0], *self._frame_size)
-        elif modality in ("pupil_center", "behavior"):
-            out = np.nan_to_num(out, nan=0.0)
         return np.ascontiguousarray(out)
+
+    def _source(self, trial_id: int, modality: str) -> Path:
+        return Path(self._files[trial_id][modality])

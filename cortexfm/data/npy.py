@@ -73,21 +73,3 @@ def save_atomic(path: Path, array: np.ndarray) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def first_nan_index(series: np.ndarray) -> int:
-    """Index of the first NaN of a 1-D series NaN-padded at its end (its length if none).
-
-    Binary search: reads O(log T) elements, so a memory-mapped series is barely touched.
-    """
-    n = series.shape[0]
-    if n == 0 or not np.issubdtype(series.dtype, np.floating) or not np.isnan(series[n - 1]):
-        return n
-    lo, hi = 0, n - 1  # series[hi] is NaN
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if np.isnan(series[mid]):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo

@@ -8,6 +8,9 @@ time-first, the convention of the whole package:
 - ``responses``    ``[time, neurons]`` float32
 - ``behavior``     ``[time, 2]`` float32 = [pupil dilation, running speed]
 - ``pupil_center`` ``[time, 2]`` float32 = (x, y)
+
+Non-finite values (:mod:`cortexfm.data.gaps`): trailing NaN padding ends a trial; NaN gaps
+inside a trial are filled in the inputs and kept (as NaN) in the responses; Inf is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from cortexfm.data import schema
 from cortexfm.data.cache import session_cache_dir, write_text_atomic
 from cortexfm.data.clips import clip_ids, clip_signature
 from cortexfm.data.errors import DataFormatError
-from cortexfm.data.npy import first_nan_index, load_small, open_array, read_header
+from cortexfm.data.gaps import INPUT_MODALITIES, check_no_inf, fill_input_gaps, valid_length
+from cortexfm.data.npy import load_small, open_array, read_header
 
 
 @dataclass
@@ -231,7 +235,24 @@ class Session:
         self._check_trial(trial_id)
         if stop is None:
             stop = int(self.trial_lengths[trial_id])
-        return self._read(trial_id, modality, start, stop)
+        return self._read_clean(trial_id, modality, start, stop)
+
+    def _read_clean(self, trial_id: int, modality: str, start: int, stop: int) -> np.ndarray:
+        """:meth:`_read` with Inf refused and input gaps filled over the whole trial."""
+        out = self._read(trial_id, modality, start, stop)
+        if np.isfinite(out).all():
+            return out
+        path = self._source(trial_id, modality)
+        check_no_inf(out, path, modality)
+        if modality not in INPUT_MODALITIES:
+            return out  # response gaps stay NaN (masked downstream)
+        whole = self._read(trial_id, modality, 0, int(self.trial_lengths[trial_id]))
+        check_no_inf(whole, path, modality)
+        return fill_input_gaps(whole, modality, path)[start:stop]
+
+    def _source(self, trial_id: int, modality: str) -> Path:
+        """The file (or folder) that holds one trial's ``modality``, for error messages."""
+        return self.path
 
     def _read(self, trial_id: int, modality: str, start: int, stop: int) -> np.ndarray:
         raise NotImplementedError
@@ -248,7 +269,7 @@ class Session:
                 f"{self.path}: window {start}:{stop} outside trial {trial_id} "
                 f"of {self.trial_lengths[trial_id]} frames"
             )
-        return {m: self._read(trial_id, m, start, stop) for m in MODALITIES}
+        return {m: self._read_clean(trial_id, m, start, stop) for m in MODALITIES}
 
     def has_ground_truth(self, trial_id: int) -> bool:
         """False for withheld test responses (zero-filled or all-NaN in the public release)."""
@@ -363,6 +384,9 @@ class DynamicSession(Session):
     def _file(self, modality: str, trial_id: int) -> Path:
         return self.path / "data" / self._folders[modality] / f"{trial_id}.npy"
 
+    def _source(self, trial_id: int, modality: str) -> Path:
+        return self._file(modality, trial_id)
+
     def trial_problems(self) -> Iterator[DataFormatError]:
         """Every disagreement among the trial files' headers (no array data is read)."""
         n = self.n_neurons
@@ -423,17 +447,16 @@ class DynamicSession(Session):
         return self._frame_size
 
     def _trial_length(self, trial_id: int) -> int:
-        video = open_array(self._file("video", trial_id))
-        length = first_nan_index(video[0, 0]) if video.size else 0
+        length = self._video_length(trial_id)
         for modality in ("responses", "behavior", "pupil_center"):
             array = open_array(self._file(modality, trial_id))
             if array.shape[0]:
-                length = min(length, first_nan_index(array[0]))
+                length = min(length, valid_length(array[0]))
         return int(length)
 
     def _video_length(self, trial_id: int) -> int:
         video = open_array(self._file("video", trial_id))
-        return int(first_nan_index(video[0, 0])) if video.size else 0
+        return valid_length(video[0, 0]) if video.size else 0
 
     def _read(self, trial_id: int, modality: str, start: int, stop: int) -> np.ndarray:
         array = open_array(self._file(modality, trial_id))

@@ -103,18 +103,21 @@ def compute_statistics(session: Session, progress: bool = True) -> Statistics:
             )
             if x.shape[0] == 0:
                 continue
-            a["n"] += x.shape[0]
-            a["s"] = a["s"] + x.sum(0)
-            a["ss"] = a["ss"] + (x * x).sum(0)
-            a["min"] = np.minimum(a["min"], x.min(0))
-            a["max"] = np.maximum(a["max"], x.max(0))
+            # response gaps (NaN inside a trial) are left out, neuron by neuron
+            a["n"] = a["n"] + np.isfinite(x).sum(0)
+            a["s"] = a["s"] + np.nansum(x, 0)
+            a["ss"] = a["ss"] + np.nansum(x * x, 0)
+            a["min"] = np.fmin(a["min"], np.nanmin(x, 0, initial=np.inf))
+            a["max"] = np.fmax(a["max"], np.nanmax(x, 0, initial=-np.inf))
             a["sub"].append(sub)
     values: dict[str, dict[str, np.ndarray]] = {}
     for modality, a in acc.items():
-        mean = a["s"] / a["n"]
-        std = np.sqrt(np.maximum(a["ss"] / a["n"] - mean * mean, 0.0))
+        n = np.maximum(a["n"], 1)
+        mean = a["s"] / n
+        std = np.sqrt(np.maximum(a["ss"] / n - mean * mean, 0.0))
         sub = np.concatenate(a["sub"], axis=0)
-        median = np.median(sub, axis=0)
+        with np.errstate(all="ignore"):  # a neuron with no finite value gets NaN, not a warning
+            median = np.nanmedian(sub, axis=0)
         v = {"mean": mean, "std": std, "min": a["min"], "max": a["max"], "median": median}
         if modality == "video":
             v = {k: np.asarray(x).reshape(()) for k, x in v.items()}

@@ -1,4 +1,12 @@
-"""``cortexfm validate``: list every problem in a data tree, or summarise a good one."""
+"""``cortexfm validate``: list every problem in a data tree, or summarise a good one.
+
+Besides the tree's structure (folders, headers, shapes), every value is read once:
+
+- **errors** (the tree is not valid): infinite values; an input channel (video, behaviour,
+  pupil centre) with no finite value in a trial;
+- **warnings** (valid; handled as :mod:`cortexfm.data.gaps` documents): NaN gaps inside a
+  trial, per file, with the neurons (unit ids) and frames, since real traces have them.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from cortexfm.data.errors import DataFormatError
 from cortexfm.data.fnn import is_fnn_folder
+from cortexfm.data.gaps import INPUT_MODALITIES, frame_ranges
 from cortexfm.data.session import (
+    MODALITIES,
     DynamicSession,
     Session,
     _read_neuron_meta,
@@ -24,6 +35,7 @@ class SessionReport:
     path: Path
     problems: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _problems_of_dynamic(path: Path) -> list[str]:
@@ -41,6 +53,52 @@ def _problems_of_dynamic(path: Path) -> list[str]:
     session._frame_size = (0, 0)
     problems += [str(p) for p in session.trial_problems()]
     return problems
+
+
+def scan_values(session: Session, progress: bool = True) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)`` about non-finite values inside every trial's valid frames."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    for trial_id in tqdm(
+        range(session.n_trials), desc=f"scanning {session.path.name}", disable=not progress
+    ):
+        length = int(session.trial_lengths[trial_id])
+        for modality in MODALITIES:
+            x = session._read(trial_id, modality, 0, length)
+            if np.isfinite(x).all():
+                continue
+            path = session._source(trial_id, modality)
+            flat = x.reshape(length, -1)
+            inf = np.isinf(flat)
+            if inf.any():
+                errors.append(
+                    f"{path}: {modality} has infinite values at frame(s) "
+                    f"{frame_ranges(np.flatnonzero(inf.any(axis=1)))}"
+                )
+                continue
+            nan = np.isnan(flat)
+            if modality == "responses":
+                neurons = np.flatnonzero(nan.any(axis=0))
+                first = neurons[0]
+                warnings.append(
+                    f"{path}: NaN gap in {len(neurons)} neuron(s), e.g. unit "
+                    f"{session.unit_ids[first]} (index {first}) at frame(s) "
+                    f"{frame_ranges(np.flatnonzero(nan[:, first]))} of {length}; "
+                    "masked out of the loss and the metrics"
+                )
+                continue
+            empty = nan.all(axis=0) if modality != "video" else np.array([nan.any(axis=1).all()])
+            if empty.any():
+                what = "every frame" if modality == "video" else f"channel {np.argmax(empty)}"
+                errors.append(f"{path}: {modality} {what} has no finite value in this trial")
+                continue
+            assert modality in INPUT_MODALITIES
+            filled = "held from the last valid frame" if modality == "video" else "interpolated"
+            warnings.append(
+                f"{path}: NaN gap in {modality} at frame(s) "
+                f"{frame_ranges(np.flatnonzero(nan.any(axis=1)))} of {length}; {filled}"
+            )
+    return errors, warnings
 
 
 def summarize(session: Session) -> dict:
@@ -68,7 +126,7 @@ def summarize(session: Session) -> dict:
     }
 
 
-def validate_session(path: Path) -> SessionReport:
+def validate_session(path: Path, progress: bool = True) -> SessionReport:
     report = SessionReport(path)
     try:
         if (path / "data" / "images").is_dir() or not (path / "data").is_dir():
@@ -78,26 +136,34 @@ def validate_session(path: Path) -> SessionReport:
             if report.problems:
                 return report
             session = open_session(path)
+        errors, report.warnings = scan_values(session, progress=progress)
+        if errors:
+            report.problems += errors
+            return report
         report.summary = summarize(session)
     except DataFormatError as err:
         report.problems.append(str(err))
     return report
 
 
-def validate_tree(path: str | Path) -> list[SessionReport]:
+def validate_tree(path: str | Path, progress: bool = True) -> list[SessionReport]:
     """Validate one session folder or every session folder inside ``path``."""
     root = Path(path)
     if not root.is_dir():
         return [SessionReport(root, [f"{root}: folder does not exist"])]
     if is_session_folder(root) or (root / "data").is_dir() or is_fnn_folder(root):
-        return [validate_session(root)]
+        return [validate_session(root, progress)]
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     candidates = [
         p for p in folders if (p / "data").is_dir() or (p / "meta").is_dir() or is_session_folder(p)
     ]
     if not candidates:
         return [SessionReport(root, [f"{root}: no session folders (with data/ and meta/) found"])]
-    return [validate_session(p) for p in candidates]
+    return [validate_session(p, progress) for p in candidates]
+
+
+#: Warnings printed per session (all of them are in ``SessionReport.warnings``).
+MAX_WARNINGS = 20
 
 
 def format_reports(reports: list[SessionReport]) -> str:
@@ -106,6 +172,14 @@ def format_reports(reports: list[SessionReport]) -> str:
         if r.problems:
             lines.append(f"✗ {r.path}: {len(r.problems)} problem(s)")
             lines += [f"    - {p}" for p in r.problems]
+        if r.warnings:
+            shown = r.warnings[:MAX_WARNINGS]
+            more = len(r.warnings) - len(shown)
+            lines.append(f"! {r.path}: {len(r.warnings)} warning(s)")
+            lines += [f"    - {w}" for w in shown]
+            if more:
+                lines.append(f"    ... and {more} more")
+        if r.problems:
             continue
         s = r.summary
         lines.append(

@@ -3,6 +3,9 @@
 - ``poisson``: negative log-likelihood ``rate - target * log(rate)`` (constant terms dropped),
   for non-negative targets (deconvolved activity);
 - ``gaussian``: mean squared error, for real-valued targets (ΔF/F, z-scored traces).
+
+Target values that are NaN (gaps inside a recorded trace, see :mod:`cortexfm.data.gaps`) are
+masked out: the loss is the mean over the finite targets only.
 """
 
 from __future__ import annotations
@@ -34,8 +37,14 @@ def response_loss(prediction: Tensor, target: Tensor, loss: str, burn_in: int = 
             f"burn_in {burn_in} leaves no frames of a {prediction.shape[1]}-frame window"
         )
     p, y = prediction[:, burn_in:], target[:, burn_in:]
+    valid = torch.isfinite(y)
+    y = torch.where(valid, y, torch.zeros((), dtype=y.dtype, device=y.device))
     if loss == "poisson":
-        return (p - y * torch.log(p + _EPS)).mean()
-    if loss == "gaussian":
-        return ((p - y) ** 2).mean()
-    raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+        values = p - y * torch.log(p + _EPS)
+    elif loss == "gaussian":
+        values = (p - y) ** 2
+    else:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    if bool(valid.all()):
+        return values.mean()
+    return (values * valid).sum() / valid.sum().clamp(min=1)

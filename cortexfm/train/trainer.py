@@ -213,6 +213,7 @@ class Trainer:
             )
         self.model: FoundationModel | None = None
         self.windows: TrainingWindows | None = None
+        self.masked_responses = 0  # NaN response values (gaps) left out of the loss
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -277,6 +278,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for k in range(first + self.dist.rank, first + t.batches_per_step, self.dist.world_size):
             batch = self.windows.batch(k)
+            self.masked_responses += int((~torch.isfinite(batch["responses"])).sum())
             args = [batch[m].to(self.device) for m in ("video", "behavior", "pupil_center")]
             with torch.autocast(
                 device_type=self.device.type,
@@ -297,8 +299,8 @@ class Trainer:
         total = distributed.sum_scalar(total, self.dist)
         if not torch.isfinite(total):
             raise FloatingPointError(
-                f"step {global_step}: the loss is {total.item()} (check the responses: "
-                "negative values need --loss gaussian or --response-transform shift)"
+                f"step {global_step}: the loss is {total.item()}; the data were finite (gaps "
+                "are masked), so the fit diverged: lower train.lr or train.grad_clip"
             )
         if t.optimizer == "sgd":
             adaptive_gradient_clip(params, t.agc_clip)
@@ -396,7 +398,9 @@ class Trainer:
                 "frames_per_s": steps * frames_per_step / seconds,
                 "validation_correlation": score,
                 "validation_by_session": scores,
+                "masked_responses": self.masked_responses,
             }
+            self.masked_responses = 0
             improved = bool(scores) and score > state["best_score"]
             if improved:
                 state["best_score"], state["best_step"], state["bad_epochs"] = (
@@ -417,9 +421,11 @@ class Trainer:
                     for key in ("loss", "lr", "frames_per_s", "validation_correlation"):
                         writer.add_scalar(key, record[key], state["step"])
                 validated = f"validation r {score:.4f}" if scores else "no validation"
+                masked = record["masked_responses"]
+                gaps = f", {masked} NaN response values masked" if masked else ""
                 bar.write(
                     f"step {state['step']}: loss {record['loss']:.4f}, {validated}, "
-                    f"{record['frames_per_s']:.0f} frames/s"
+                    f"{record['frames_per_s']:.0f} frames/s{gaps}"
                 )
                 if improved or not scores:
                     with self._ema_weights():
