@@ -16,6 +16,7 @@ EXAMPLES = {
     "data-efficiency": "examples:\n  cortexfm data-efficiency runs/foundation/best.safetensors --data data/held_out --out runs/efficiency\n  cortexfm data-efficiency runs/foundation/best.safetensors --data data/held_out --minutes 2,4,all --seeds 0,1 train.max_steps=300",
     "anatomy": "examples:\n  cortexfm anatomy runs/foundation/best.safetensors --data data/sim --out runs/anatomy   # simulated ground truth\n  cortexfm anatomy runs/twin/best.safetensors --data data/my_mouse --cell-types types.csv --id-column unit_id \\\n      --morphology morph.parquet --connections synapses.feather --out runs/anatomy",
     "insilico": "examples:\n  cortexfm insilico runs/foundation/best.safetensors --data data/sim/mouse0 --out runs/insilico\n  cortexfm insilico runs/foundation/best.safetensors --data data/sim/mouse0 --out runs/insilico --validate   # vs the simulator's ground truth",
+    "predict": "examples:\n  cortexfm predict runs/foundation/best.safetensors movie.mp4 --session mouse0 --out mouse0_movie.npy\n  cortexfm predict runs/foundation/best.safetensors frames.npy --fps 60 --session mouse0 --neurons 12,57,301 --out subset.parquet\n  cortexfm predict runs/foundation/best.safetensors images/ --fps 2 --data data/sim/mouse0 --behavior running.npy --out images.npy\n  cortexfm predict runs/twin/best.safetensors --data ~/sensorium2023 --tiers live_test_main,final_test_main --format sensorium2023 --out submission/",
     "demo": "examples:\n  cortexfm demo\n  cortexfm demo --out runs/demo --quick",
 }
 
@@ -263,6 +264,62 @@ def _cmd_insilico(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from cortexfm.data import open_cohort
+    from cortexfm.data.movies import FrameFormat, Movie
+    from cortexfm.predict import predict_movie, sensorium2023_submission
+    from cortexfm.predict.stream import load_signal, parse_unit_ids
+    from cortexfm.train import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint).model
+    if args.format == "sensorium2023":
+        if not (args.data and args.tiers) or args.movie:
+            raise ValueError("--format sensorium2023 takes --data TREE and --tiers, no movie")
+        paths = sensorium2023_submission(
+            model, open_cohort(args.data), args.tiers.split(","), args.out
+        )
+        for path in paths:
+            print(f"wrote {path}")
+        return 0
+    if not args.movie:
+        raise ValueError(
+            "give a movie (video file, .npy or image folder) or --format sensorium2023"
+        )
+    session = open_cohort(args.data)[0] if args.data else None
+    session_id = args.session or (session.session_id if session else None)
+    if session_id is None:
+        if len(model.session_ids) != 1:
+            raise ValueError(f"choose a session with --session; the model has {model.session_ids}")
+        session_id = model.session_ids[0]
+    height, width = (int(v) for v in args.frame_size.lower().split("x"))
+    frame_format = (
+        FrameFormat(*session.frame_size, session.frame_rate)
+        if session
+        else FrameFormat(height, width, args.frame_rate)
+    )
+    movie = Movie(args.movie, source_rate=args.fps, layout=args.layout, fit=args.fit)
+    print(f"converting {movie.describe(frame_format)}")
+    if not (args.behavior and args.pupil_center):
+        print("behaviour and eye position not given are held at the session's training means")
+    result = predict_movie(
+        model,
+        session_id,
+        movie,
+        args.out,
+        frame_format=frame_format,
+        behavior=load_signal(args.behavior, "behavior") if args.behavior else None,
+        pupil_center=load_signal(args.pupil_center, "pupil_center") if args.pupil_center else None,
+        unit_ids=parse_unit_ids(args.neurons) if args.neurons else None,
+        chunk=args.chunk,
+    )
+    print(
+        f"predicted {result.neurons} neurons x {result.frames} frames "
+        f"({result.frames / frame_format.frame_rate:.1f} s at {frame_format.frame_rate:g} Hz, "
+        f"{result.frames_per_s:.0f} frames/s) into {result.path}"
+    )
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from cortexfm.sim import SimulationConfig, simulate_cohort
 
@@ -478,6 +535,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--validate", action="store_true", help="compare with the simulator's ground truth"
     )
     p.set_defaults(func=_cmd_insilico)
+
+    p = sub.add_parser(
+        "predict",
+        help="predict responses to any movie (video file, .npy, image folder), or write the "
+        "Sensorium 2023 submission file",
+        epilog=EXAMPLES["predict"],
+        formatter_class=fmt,
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("movie", nargs="?", help="video file (mp4, avi, gif, ...), .npy or image folder")
+    p.add_argument("--out", required=True, help=".npy or .parquet (a folder for sensorium2023)")
+    p.add_argument("--session", default=None, help="whose neurons (default: --data's session)")
+    p.add_argument(
+        "--data", default=None, help="the session's folder: its frame size and rate (or a tree)"
+    )
+    p.add_argument("--neurons", default=None, help="unit ids: comma-separated, or a .npy/.txt file")
+    p.add_argument("--behavior", default=None, help=".npy [time, 2] pupil dilation, running speed")
+    p.add_argument("--pupil-center", default=None, help=".npy [time, 2] eye position")
+    p.add_argument(
+        "--fps", type=float, default=None, help="source rate of a .npy or image folder (Hz)"
+    )
+    p.add_argument("--fit", choices=["crop", "stretch"], default="crop")
+    p.add_argument(
+        "--layout", choices=["thw", "hwt"], default="thw", help=".npy axes (hwt: Sensorium files)"
+    )
+    p.add_argument("--frame-size", default="36x64", help="HxW without --data (default 36x64)")
+    p.add_argument("--frame-rate", type=float, default=30.0, help="Hz without --data")
+    p.add_argument("--chunk", type=int, default=600, help="frames per streamed chunk")
+    p.add_argument("--tiers", default=None, help="sensorium2023: comma-separated test tiers")
+    p.add_argument("--format", choices=["auto", "sensorium2023"], default="auto")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(
         "demo",

@@ -1,0 +1,235 @@
+"""Any movie through a trained twin, streamed: ``cortexfm predict CKPT MOVIE --out FILE``.
+
+The movie is converted to the session's frames (:mod:`cortexfm.data.movies`), fed to the model
+in chunks with its recurrent state carried over (so a chunked prediction equals a whole one),
+and the predicted responses are written chunk by chunk, so an hour of video needs the memory of
+one chunk. Output, in the recordings' raw units, ``[time, neurons]`` (row ``k`` is frame ``k``,
+shown at ``k / frame_rate`` s):
+
+- ``.npy``: float32 ``[time, neurons]``, with the neurons' unit ids in ``<stem>_unit_ids.npy``;
+- ``.parquet``: columns ``frame``, ``time_s`` and one float32 column per neuron named by its
+  unit id.
+
+Behaviour (pupil dilation, running speed) and eye position (pupil centre) may be given as
+``[time, 2]`` arrays at the session's frame rate; when they are not, they are held at the
+session's training means (the animal sitting still, looking at the centre of its usual gaze),
+which the checkpoint stores with the weights.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from cortexfm.atomic import atomic_path
+from cortexfm.data.errors import DataFormatError
+from cortexfm.data.movies import FrameFormat, Movie
+from cortexfm.data.npy import open_array
+from cortexfm.model.network import FoundationModel
+
+OUTPUT_FORMATS = (".npy", ".parquet")
+#: Sensorium 2023's frames: 36 x 64 pixels at 30 Hz.
+SENSORIUM_FRAMES = FrameFormat(36, 64, 30.0)
+
+
+@dataclass
+class PredictionResult:
+    path: Path
+    frames: int
+    neurons: int
+    seconds: float  # wall-clock time of the whole run
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+
+def resting_inputs(model: FoundationModel, session_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """The session's training means: ``behavior [2]`` and ``pupil_center [2]`` (raw units)."""
+    norm = model.session(session_id).normalization
+    return (
+        norm.behavior_mean.detach().cpu().numpy().astype(np.float32),
+        norm.pupil_mean.detach().cpu().numpy().astype(np.float32),
+    )
+
+
+def load_signal(path: str | Path, name: str) -> np.ndarray:
+    """A ``[time, 2]`` behaviour or pupil-centre array from ``.npy`` (``[2, time]`` accepted)."""
+    path = Path(path)
+    array = open_array(path, mmap=False)
+    if array.ndim == 2 and array.shape[1] != 2 and array.shape[0] == 2:
+        array = array.T
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise DataFormatError(path, f"{name} shape {array.shape}, expected [time, 2]")
+    if array.dtype.kind not in "fiu" or not np.isfinite(array).all():
+        raise DataFormatError(path, f"{name} must be finite numbers")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def parse_unit_ids(text: str) -> list[int]:
+    """``"12,57"`` or a ``.npy`` / text file of unit ids -> a list of ints."""
+    path = Path(text)
+    if path.suffix in (".npy", ".txt", ".csv") or path.exists():
+        if not path.exists():
+            raise DataFormatError(path, "unit id file does not exist")
+        values = (
+            open_array(path, mmap=False).reshape(-1)
+            if path.suffix == ".npy"
+            else np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=1).reshape(-1)
+        )
+        return [int(v) for v in values]
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(
+            f"--neurons must be unit ids like 12,57,301 or a file, got {text!r}"
+        ) from None
+
+
+def select_neurons(
+    model: FoundationModel, session_id: str, unit_ids: Sequence[int] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices, unit ids)`` of the requested neurons (all of them by default)."""
+    all_ids = model.session(session_id).unit_ids.cpu().numpy()
+    if unit_ids is None:
+        return np.arange(len(all_ids)), all_ids
+    position = {int(u): i for i, u in enumerate(all_ids)}
+    missing = [int(u) for u in unit_ids if int(u) not in position]
+    if missing:
+        raise KeyError(
+            f"unit id(s) {missing[:10]} are not neurons of session {session_id!r} "
+            f"({len(all_ids)} neurons, unit ids {all_ids.min()}-{all_ids.max()})"
+        )
+    indices = np.array([position[int(u)] for u in unit_ids], dtype=np.int64)
+    return indices, all_ids[indices]
+
+
+class _NpyStream:
+    """Appends float32 rows to a ``.npy`` file whose length is known only at the end."""
+
+    HEADER_BYTES = 128  # magic (8) + length (2) + the header dict, padded
+
+    def __init__(self, path: Path, n_columns: int) -> None:
+        self.file = open(path, "wb")  # noqa: SIM115 (closed in close())
+        self.n_columns, self.rows = n_columns, 0
+        self.file.write(b"\0" * self.HEADER_BYTES)
+
+    def write(self, block: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+        self.rows += len(block)
+
+    def close(self) -> None:
+        text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({self.rows}, {self.n_columns}), }}"
+        text = text.ljust(self.HEADER_BYTES - 10 - 1) + "\n"
+        self.file.seek(0)
+        self.file.write(b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode())
+        self.file.close()
+
+
+class _ParquetStream:
+    """Appends row groups of ``frame``, ``time_s`` and one column per neuron."""
+
+    def __init__(self, path: Path, unit_ids: np.ndarray, frame_rate: float) -> None:
+        self.names = [str(int(u)) for u in unit_ids]
+        fields = [pa.field("frame", pa.int64()), pa.field("time_s", pa.float64())]
+        fields += [pa.field(n, pa.float32()) for n in self.names]
+        self.writer = pq.ParquetWriter(path, pa.schema(fields))
+        self.frame_rate, self.rows = frame_rate, 0
+
+    def write(self, block: np.ndarray) -> None:
+        frames = np.arange(self.rows, self.rows + len(block))
+        columns = [pa.array(frames), pa.array(frames / self.frame_rate)]
+        columns += [pa.array(block[:, j]) for j in range(block.shape[1])]
+        self.writer.write_table(pa.Table.from_arrays(columns, schema=self.writer.schema))
+        self.rows += len(block)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _window(signal: np.ndarray | None, rest: np.ndarray, start: int, n: int, name: str):
+    if signal is None:
+        return np.tile(rest, (n, 1))
+    if signal.shape[0] < start + n:
+        raise ValueError(
+            f"{name} has {signal.shape[0]} frames but the movie is longer (at least "
+            f"{start + n} frames at the session's frame rate)"
+        )
+    return signal[start : start + n]
+
+
+@torch.no_grad()
+def predict_movie(
+    model: FoundationModel,
+    session_id: str,
+    movie: Movie,
+    out: str | Path,
+    *,
+    frame_format: FrameFormat = SENSORIUM_FRAMES,
+    behavior: np.ndarray | None = None,
+    pupil_center: np.ndarray | None = None,
+    unit_ids: Sequence[int] | None = None,
+    chunk: int = 600,
+    progress: bool = True,
+) -> PredictionResult:
+    """Predict ``session_id``'s responses to ``movie`` into ``out`` (.npy or .parquet).
+
+    ``behavior`` and ``pupil_center`` are ``[time, 2]`` raw arrays at ``frame_format``'s rate
+    covering the converted movie (default: the session's training means). The file appears
+    only when complete.
+    """
+    out = Path(out)
+    if out.suffix not in OUTPUT_FORMATS:
+        raise ValueError(f"--out must end in {' or '.join(OUTPUT_FORMATS)}, got {out.name!r}")
+    model.session(session_id)  # a clear error for an unknown session
+    indices, ids = select_neurons(model, session_id, unit_ids)
+    rest_behavior, rest_pupil = resting_inputs(model, session_id)
+    select = None if len(indices) == model.n_neurons(session_id) else torch.as_tensor(indices)
+    started = time.perf_counter()
+    total = movie.n_source_frames
+    if total and movie.source_rate:
+        total = int(np.ceil(total * frame_format.frame_rate / movie.source_rate))
+    for name, signal in (("behavior", behavior), ("pupil_center", pupil_center)):
+        if signal is not None and total and signal.shape[0] < total:
+            raise ValueError(
+                f"{name} has {signal.shape[0]} frames but the movie has {total} at "
+                f"{frame_format.frame_rate:g} Hz"
+            )
+    with atomic_path(out) as tmp:
+        writer = (
+            _NpyStream(tmp, len(ids))
+            if out.suffix == ".npy"
+            else _ParquetStream(tmp, ids, frame_format.frame_rate)
+        )
+        state = None
+        done = 0
+        bar = tqdm(total=total, desc=f"predicting {session_id}", unit="frame", disable=not progress)
+        try:
+            for video in movie.chunks(frame_format, chunk):
+                n = len(video)
+                b = _window(behavior, rest_behavior, done, n, "behavior")
+                p = _window(pupil_center, rest_pupil, done, n, "pupil_center")
+                responses, state = model.predict(session_id, video, b, p, state, chunk=chunk)
+                if select is not None:
+                    responses = responses[:, select.to(responses.device)]
+                writer.write(responses.float().cpu().numpy())
+                done += n
+                bar.update(n)
+        finally:
+            writer.close()
+            bar.close()
+        if out.suffix == ".npy":
+            with (
+                atomic_path(out.with_name(f"{out.stem}_unit_ids.npy")) as ids_tmp,
+                open(ids_tmp, "wb") as f,
+            ):
+                np.save(f, ids.astype(np.int64), allow_pickle=False)
+    return PredictionResult(out, done, len(ids), time.perf_counter() - started)
