@@ -222,3 +222,21 @@ def test_whitening_front_end_flattens_the_spectrum():
         amplitude[sf] = float(front(x)[0, 0, 1, 6:-6, 6:-6].std())
     assert front(torch.zeros(1, 1, 1, 36, 64)).shape == (1, 1, 2, 36, 64)
     assert amplitude[0.08] > 2.3 * amplitude[0.02]
+
+
+def test_sparse_inference_readout_equals_grid_sample():
+    """The inference readout (one sparse product) is the training one (grid_sample)."""
+    from cortexfm.model.config import ReadoutConfig
+    from cortexfm.model.readout import PositionMap, Readout
+
+    torch.manual_seed(0)
+    coordinates = np.random.default_rng(0).normal(size=(300, 3))
+    readout = Readout(ReadoutConfig(), 6, coordinates)
+    with torch.no_grad():  # spread positions everywhere, up to the edges of the map
+        readout.delta.copy_(torch.randn(300, 2) * 2)
+    position_map = PositionMap()
+    features = torch.randn(2, 5, 6, 7, 11)
+    training = readout(features, position_map, sample=False)  # grad enabled: grid_sample
+    with torch.no_grad():
+        inference = readout(features, position_map, sample=False)
+    torch.testing.assert_close(inference, training.detach(), atol=1e-5, rtol=1e-5)

@@ -12,7 +12,8 @@ The native format is the Sensorium 2023 dynamic file tree, read in place::
       meta/trials/tiers.npy                    (n_trials,) strings
       meta/statistics/<key>/all/{mean,std,min,max,median}.npy   (optional)
 
-The trial length is the first frame that is NaN in any modality (short trials are NaN-padded).
+A trial ends at its trailing NaN padding (short trials are NaN-padded); NaN gaps inside a trial
+and Inf are handled as :mod:`cortexfm.data.gaps` documents.
 
 Optional cortexfm extensions (all under ``meta/``, all ``.npy`` without pickles):
 

@@ -1,0 +1,111 @@
+"""Issue 18's figure: ``cortexfm predict`` on a 10-minute 36x64 video for 8,000 neurons.
+
+Target: >= 3,000 frames/s on the 2-core CPU machine, peak memory < 2 GB. The model is the
+``cpu`` preset (untrained weights: speed does not depend on them), saved as a checkpoint; the
+video is an H.264 mp4 written with PyAV; the command runs in a child process whose peak
+resident memory is read from the OS.
+
+    python benchmarks/predict_speed.py            # 10 minutes, 8,000 neurons
+    python benchmarks/predict_speed.py --minutes 1 --format parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from cortexfm.data import open_cohort
+from cortexfm.data.synthetic import write_synthetic_session
+from cortexfm.train import load_run_config
+from cortexfm.train.checkpoint import save_checkpoint
+from cortexfm.train.trainer import build_model
+
+
+def write_movie(path: Path, frames: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.height, stream.width, stream.pix_fmt = 36, 64, "yuv420p"
+        stream.time_base = Fraction(1, 30)
+        base = rng.normal(size=(9, 16))
+        for i in range(frames):
+            base = 0.95 * base + 0.3 * rng.normal(size=base.shape)
+            image = np.clip(128 + 40 * np.kron(base, np.ones((4, 4))), 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="gray")
+            frame.pts = i
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--neurons", type=int, default=8000)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--format", choices=["npy", "parquet"], default="npy")
+    parser.add_argument("--chunk", type=int, default=600)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_synthetic_session(
+            root / "mouse",
+            n_neurons=args.neurons,
+            tiers=("train",) * 2,
+            trial_lengths=40,
+            session_id="mouse",
+            seed=0,
+        )
+        config = load_run_config(None, [], preset_name=args.preset)
+        model = build_model(open_cohort(root / "mouse"), config)
+        save_checkpoint(root / "model.safetensors", model, config)
+        frames = int(args.minutes * 60 * 30)
+        write_movie(root / "movie.mp4", frames)
+        out = root / f"predictions.{args.format}"
+        command = [
+            sys.executable,
+            "-m",
+            "cortexfm",
+            "predict",
+            str(root / "model.safetensors"),
+            str(root / "movie.mp4"),
+            "--session",
+            "mouse",
+            "--out",
+            str(out),
+            "--chunk",
+            str(args.chunk),
+        ]
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        if done.returncode:
+            sys.exit(done.stderr)
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        result = {
+            "frames": frames,
+            "neurons": args.neurons,
+            "preset": args.preset,
+            "format": args.format,
+            "wall_s_including_start_up": round(seconds, 1),
+            "frames_per_s": round(frames / seconds, 1),
+            "peak_memory_mb": round(peak_mb),
+            "output_mb": round(out.stat().st_size / 2**20),
+            "reported": done.stdout.strip().splitlines()[-1],
+        }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
