@@ -6,7 +6,11 @@ video is an H.264 mp4 written with PyAV; the command runs in a child process who
 resident memory is read from the OS.
 
     python benchmarks/predict_speed.py            # 10 minutes, 8,000 neurons
-    python benchmarks/predict_speed.py --minutes 1 --format parquet
+    python benchmarks/predict_speed.py --minutes 1 --format parquet --sequential
+
+``--check-warmup CKPT --data SESSION`` measures what the default parallel segments cost in
+accuracy on a trained twin: the largest difference from one sequential pass over 8 training
+trials in a row, per warm-up length, relative to the predictions' s.d.
 """
 
 from __future__ import annotations
@@ -49,6 +53,29 @@ def write_movie(path: Path, frames: int, seed: int = 0) -> None:
             container.mux(packet)
 
 
+def check_warmup(checkpoint: str, data: str) -> None:
+    from cortexfm.data import open_session
+    from cortexfm.predict.stream import _predict_segments
+    from cortexfm.train import load_checkpoint
+
+    model = load_checkpoint(checkpoint).model
+    session = open_session(data)
+    trials = [session.trial(int(i)) for i in session.trials_in("train")[:8]]
+    inputs = [
+        np.concatenate([getattr(t, m) for t in trials])
+        for m in ("video", "behavior", "pupil_center")
+    ]
+    whole = model.predict(session.session_id, *inputs)[0].numpy()
+    scale = whole.std(0).mean()
+    rows = {}
+    for warmup in (30, 60, 90, 150, 300):
+        parallel = _predict_segments(model, session.session_id, inputs, 0, 300, warmup)
+        rows[warmup] = float(np.abs(parallel - whole).max() / scale)
+    print(
+        json.dumps({"frames": len(whole), "max_abs_difference_over_sd_by_warmup": rows}, indent=2)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -56,7 +83,13 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--format", choices=["npy", "parquet"], default="npy")
     parser.add_argument("--chunk", type=int, default=600)
+    parser.add_argument("--sequential", action="store_true")
+    parser.add_argument("--check-warmup", default=None, metavar="CKPT")
+    parser.add_argument("--data", default=None, help="a session of the checkpoint")
     args = parser.parse_args()
+    if args.check_warmup:
+        check_warmup(args.check_warmup, args.data)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_synthetic_session(
@@ -86,6 +119,7 @@ def main() -> None:
             str(out),
             "--chunk",
             str(args.chunk),
+            *(["--sequential"] if args.sequential else []),
         ]
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)

@@ -311,6 +311,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         pupil_center=load_signal(args.pupil_center, "pupil_center") if args.pupil_center else None,
         unit_ids=parse_unit_ids(args.neurons) if args.neurons else None,
         chunk=args.chunk,
+        segments=1 if args.sequential else 8,
     )
     print(
         f"predicted {result.neurons} neurons x {result.frames} frames "
@@ -563,6 +564,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-size", default="36x64", help="HxW without --data (default 36x64)")
     p.add_argument("--frame-rate", type=float, default=30.0, help="Hz without --data")
     p.add_argument("--chunk", type=int, default=600, help="frames per streamed chunk")
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="one exact sequential pass (default: 8 chunks side by side, each after 5 s of "
+        "warm-up; equal to float precision for a trained twin)",
+    )
     p.add_argument("--tiers", default=None, help="sensorium2023: comma-separated test tiers")
     p.add_argument("--format", choices=["auto", "sensorium2023"], default="auto")
     p.set_defaults(func=_cmd_predict)

@@ -78,15 +78,31 @@ def test_stream_equals_whole_prediction_and_rest_is_the_training_mean(
 ):
     model = load_checkpoint(tiny_checkpoint).model
     np.save(tmp_path / "movie.npy", frames)
-    result = predict_movie(
-        model, SESSION, Movie(tmp_path / "movie.npy"), tmp_path / "p.npy", chunk=7, progress=False
-    )
-    assert result.frames == 40
     behavior, pupil = resting_inputs(model, SESSION)
     whole, _ = model.predict(
         SESSION, frames.astype(np.float32), np.tile(behavior, (40, 1)), np.tile(pupil, (40, 1))
     )
-    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), whole.numpy(), atol=1e-5)
+    movie = Movie(tmp_path / "movie.npy")
+    # sequential chunks; and parallel segments whose warm-up reaches back to the movie's start
+    for segments, warmup in ((1, 0), (3, 40)):
+        result = predict_movie(
+            model,
+            SESSION,
+            movie,
+            tmp_path / "p.npy",
+            chunk=7,
+            segments=segments,
+            warmup=warmup,
+            progress=False,
+        )
+        assert result.frames == 40
+        np.testing.assert_allclose(np.load(tmp_path / "p.npy"), whole.numpy(), atol=1e-5)
+    # a short warm-up: segments start from rest and differ, but only near their starts
+    predict_movie(
+        model, SESSION, movie, tmp_path / "p.npy", chunk=10, segments=4, warmup=2, progress=False
+    )
+    short = np.load(tmp_path / "p.npy")
+    assert not np.allclose(short[10:13], whole.numpy()[10:13], atol=1e-5)
 
 
 def test_parquet_subset_and_given_behavior(

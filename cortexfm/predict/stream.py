@@ -36,6 +36,10 @@ from cortexfm.data.npy import open_array
 from cortexfm.model.network import FoundationModel
 
 OUTPUT_FORMATS = (".npy", ".parquet")
+#: Frames of warm-up before each parallel segment (5 s at 30 Hz).
+WARMUP_FRAMES = 150
+#: Frames per pass through the core (bounds the activations' memory).
+CORE_CHUNK = 150
 #: Sensorium 2023's frames: 36 x 64 pixels at 30 Hz.
 SENSORIUM_FRAMES = FrameFormat(36, 64, 30.0)
 
@@ -157,13 +161,53 @@ class _ParquetStream:
 
 def _window(signal: np.ndarray | None, rest: np.ndarray, start: int, n: int, name: str):
     if signal is None:
-        return np.tile(rest, (n, 1))
+        return np.tile(rest, (n, 1)).astype(np.float32)
     if signal.shape[0] < start + n:
         raise ValueError(
             f"{name} has {signal.shape[0]} frames but the movie is longer (at least "
             f"{start + n} frames at the session's frame rate)"
         )
     return signal[start : start + n]
+
+
+def _predict_segments(
+    model: FoundationModel,
+    session_id: str,
+    inputs: list[np.ndarray],
+    context: int,
+    segment: int,
+    warmup: int,
+) -> np.ndarray:
+    """Predict ``inputs`` (video, behaviour, pupil centre, each ``[context + n, ...]``; the
+    first ``context`` frames were already predicted) from frame ``context`` on, as segments of
+    ``segment`` frames run side by side as one batch, each after (up to) ``warmup`` frames.
+
+    A segment that starts within ``warmup`` frames of the movie's start sees its whole past
+    (exactly the sequential result); the others start from rest ``warmup`` frames early.
+    Returns ``[n, neurons]``.
+    """
+    n = len(inputs[0]) - context
+    starts = list(range(context, context + n, segment))
+    groups: dict[int, list[int]] = {}  # frames of past -> segment starts
+    for start in starts:
+        groups.setdefault(min(warmup, start), []).append(start)
+    pieces: dict[int, np.ndarray] = {}
+    for past, members in groups.items():
+        length = past + segment
+        batch = []
+        for x in inputs:
+            windows = []
+            for start in members:
+                w = x[start - past : start + segment]
+                if len(w) < length:  # the last segment: pad at its end (causal: harmless)
+                    w = np.concatenate([w, np.repeat(w[-1:], length - len(w), axis=0)])
+                windows.append(w)
+            batch.append(np.stack(windows))
+        out, _ = model.predict(session_id, *batch, chunk=CORE_CHUNK)
+        out = out[:, past:].float().cpu().numpy()
+        for k, start in enumerate(members):
+            pieces[start] = out[k, : min(segment, context + n - start)]
+    return np.concatenate([pieces[start] for start in starts])
 
 
 @torch.no_grad()
@@ -178,6 +222,8 @@ def predict_movie(
     pupil_center: np.ndarray | None = None,
     unit_ids: Sequence[int] | None = None,
     chunk: int = 600,
+    segments: int = 8,
+    warmup: int = WARMUP_FRAMES,
     progress: bool = True,
 ) -> PredictionResult:
     """Predict ``session_id``'s responses to ``movie`` into ``out`` (.npy or .parquet).
@@ -185,6 +231,12 @@ def predict_movie(
     ``behavior`` and ``pupil_center`` are ``[time, 2]`` raw arrays at ``frame_format``'s rate
     covering the converted movie (default: the session's training means). The file appears
     only when complete.
+
+    Speed: ``segments`` stretches of ``chunk`` frames are predicted side by side (one batch),
+    each starting from rest ``warmup`` frames before its first frame. A trained twin's memory
+    fades within a few seconds (``benchmarks/predict_speed.py --check-warmup`` measures it),
+    so this equals one sequential pass to float precision; ``segments=1`` is that exact
+    sequential pass (the recurrent state carried from chunk to chunk).
     """
     out = Path(out)
     if out.suffix not in OUTPUT_FORMATS:
@@ -192,7 +244,11 @@ def predict_movie(
     model.session(session_id)  # a clear error for an unknown session
     indices, ids = select_neurons(model, session_id, unit_ids)
     rest_behavior, rest_pupil = resting_inputs(model, session_id)
-    select = None if len(indices) == model.n_neurons(session_id) else torch.as_tensor(indices)
+    select = None if len(indices) == model.n_neurons(session_id) else indices
+    if chunk < 1 or segments < 1 or warmup < 0:
+        raise ValueError(
+            f"chunk and segments must be >= 1, warmup >= 0: {chunk}, {segments}, {warmup}"
+        )
     started = time.perf_counter()
     total = movie.n_source_frames
     if total and movie.source_rate:
@@ -211,16 +267,27 @@ def predict_movie(
         )
         state = None
         done = 0
+        past: list[np.ndarray] = []  # the last `warmup` frames of inputs (parallel segments)
         bar = tqdm(total=total, desc=f"predicting {session_id}", unit="frame", disable=not progress)
         try:
-            for video in movie.chunks(frame_format, chunk):
+            for video in movie.chunks(frame_format, chunk * segments):
                 n = len(video)
                 b = _window(behavior, rest_behavior, done, n, "behavior")
                 p = _window(pupil_center, rest_pupil, done, n, "pupil_center")
-                responses, state = model.predict(session_id, video, b, p, state, chunk=chunk)
+                if segments == 1:
+                    predicted, state = model.predict(session_id, video, b, p, state, chunk=chunk)
+                    responses = predicted.float().cpu().numpy()
+                else:
+                    inputs = [
+                        np.concatenate([old, new]) if past else new
+                        for old, new in zip(past or [None] * 3, (video, b, p), strict=True)
+                    ]
+                    context = len(past[0]) if past else 0
+                    responses = _predict_segments(model, session_id, inputs, context, chunk, warmup)
+                    past = [x[-warmup:] for x in inputs] if warmup else []
                 if select is not None:
-                    responses = responses[:, select.to(responses.device)]
-                writer.write(responses.float().cpu().numpy())
+                    responses = responses[:, indices]
+                writer.write(responses)
                 done += n
                 bar.update(n)
         finally:
