@@ -240,3 +240,25 @@ def test_sparse_inference_readout_equals_grid_sample():
     with torch.no_grad():
         inference = readout(features, position_map, sample=False)
     torch.testing.assert_close(inference, training.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_behavior_gain_starts_neutral_and_scales_each_neuron():
+    config = preset("tiny")
+    gained = preset("tiny")
+    gained.readout.behavior_gain = True
+    rng = np.random.default_rng(0)
+    infos = [SessionInfo("a", np.arange(12), rng.normal(size=(12, 3)), _normalizer(12))]
+    torch.manual_seed(0)
+    plain = FoundationModel(config, infos).eval()
+    torch.manual_seed(0)
+    model = FoundationModel(gained, infos).eval()
+    video, behavior, pupil = _inputs(2, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model("a", video, behavior, pupil)[0], plain("a", video, behavior, pupil)[0]
+        )
+        model.session("a").readout.gain[3] = 0.5  # neuron 3 now follows the modulation
+        out, _ = model("a", video, behavior, pupil)
+        ref, _ = plain("a", video, behavior, pupil)
+        changed = ~torch.isclose(out, ref).all(dim=(0, 1))
+    assert changed[3] and changed.sum() == 1

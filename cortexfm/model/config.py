@@ -59,6 +59,10 @@ class ReadoutConfig:
     sample: bool = False
     init_sigma: float = 0.1  # initial position spread, in feature-map units ([-1, 1])
     output: Literal["softplus", "exp", "identity"] = "softplus"
+    # a per-neuron multiplicative gain from behaviour: response * exp(g_n . modulation_t), g_n
+    # learned from zero. Running and arousal scale visual responses neuron by neuron; through
+    # the core alone, behaviour can only shift the features that every neuron shares.
+    behavior_gain: bool = False
 
 
 @dataclass

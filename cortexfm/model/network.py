@@ -80,7 +80,9 @@ class SessionModules(nn.Module):
         super().__init__()
         self.perspective = Perspective(config.perspective)
         self.modulation = Modulation(config.modulation)
-        self.readout = Readout(config.readout, channels, info.coordinates)
+        self.readout = Readout(
+            config.readout, channels, info.coordinates, config.modulation.features
+        )
         self.normalization = Normalization(info.normalizer)
         self.register_buffer("unit_ids", torch.as_tensor(np.asarray(info.unit_ids, dtype=np.int64)))
 
@@ -153,9 +155,14 @@ class FoundationModel(nn.Module):
         modules = self.session(session_id)
         if sample is None:
             sample = self.training and self.config.readout.sample
-        features, state = self.features(session_id, video, behavior, pupil_center, state)
+        features, modulation, state = self._features(
+            session_id, video, behavior, pupil_center, state
+        )
         x = modules.readout(features, self.position_map, sample)
-        return output_nonlinearity(x, self.config.readout.output), state
+        responses = output_nonlinearity(x, self.config.readout.output)
+        if modules.readout.gain is not None:
+            responses = responses * torch.exp(modules.readout.log_gain(modulation).clamp(max=10))
+        return responses, state
 
     def features(
         self,
@@ -167,13 +174,25 @@ class FoundationModel(nn.Module):
     ) -> tuple[Tensor, ModelState]:
         """Normalised inputs -> the core's feature map ``[batch, time, C, h, w]`` as this
         session's readout sees it (through its perspective and modulation)."""
+        features, _, state = self._features(session_id, video, behavior, pupil_center, state)
+        return features, state
+
+    def _features(
+        self,
+        session_id: str,
+        video: Tensor,
+        behavior: Tensor,
+        pupil_center: Tensor,
+        state: ModelState | None,
+    ) -> tuple[Tensor, Tensor, ModelState]:
+        """Features, the modulation ``[batch, time, M]`` and the new state."""
         _check_inputs(video, behavior, pupil_center)
         modules = self.session(session_id)
         modulation_state, core_state = state if state is not None else (None, None)
         retina = modules.perspective(video, pupil_center)
         modulation, modulation_state = modules.modulation(behavior, modulation_state)
         features, core_state = self.core(retina, modulation, core_state)
-        return features, (modulation_state, core_state)
+        return features, modulation, (modulation_state, core_state)
 
     @torch.no_grad()
     def predict(

@@ -57,10 +57,20 @@ def standardise_coordinates(coordinates: np.ndarray) -> np.ndarray:
 
 
 class Readout(nn.Module):
-    def __init__(self, config: ReadoutConfig, channels: int, coordinates: np.ndarray) -> None:
+    def __init__(
+        self,
+        config: ReadoutConfig,
+        channels: int,
+        coordinates: np.ndarray,
+        modulation_features: int = 0,
+    ) -> None:
         super().__init__()
         self.config = config
         n = len(coordinates)
+        # behaviour's gain on each neuron (ReadoutConfig.behavior_gain): zero = no effect
+        self.gain = (
+            nn.Parameter(torch.zeros(n, modulation_features)) if config.behavior_gain else None
+        )
         self.register_buffer("coords", torch.from_numpy(standardise_coordinates(coordinates)))
         self.delta = nn.Parameter(torch.zeros(n, 2))
         self.log_sigma = nn.Parameter(torch.full((n,), float(np.log(config.init_sigma))))
@@ -70,6 +80,12 @@ class Readout(nn.Module):
     @property
     def n_neurons(self) -> int:
         return self.bias.shape[0]
+
+    def log_gain(self, modulation: Tensor) -> Tensor:
+        """``modulation [batch, time, M]`` -> each neuron's log gain ``[batch, time, neurons]``."""
+        if self.gain is None:
+            raise ValueError("this readout has no behavioural gain (readout.behavior_gain)")
+        return modulation @ self.gain.t()
 
     def positions(self, position_map: PositionMap) -> Tensor:
         """Mean positions ``[neurons, 2]`` (x, y) in [-1, 1]."""
