@@ -78,13 +78,15 @@ def collect_features(
 def position_scores(features: Tensor, responses: Tensor, ridge: float = 0.1) -> Tensor:
     """Variance explained by a ridge readout at each position: ``[h, w, neurons]``.
 
-    ``features [frames, C, h, w]``, ``responses [frames, neurons]`` (NaN frames count as 0).
+    ``features [frames, C, h, w]``, ``responses [frames, neurons]`` (NaN gaps are set to the
+    neuron's mean, so they carry no weight once centred).
     """
     t, c, h, w = features.shape
     x = features.permute(2, 3, 0, 1).reshape(h * w, t, c).double()
     x = x - x.mean(1, keepdim=True)
-    y = torch.nan_to_num(responses.double())
-    y = y - y.mean(0)
+    y = responses.double()
+    y = y - torch.nan_to_num(y.nanmean(0))
+    y = torch.nan_to_num(y)
     xtx = x.transpose(1, 2) @ x  # [p, c, c]
     scale = xtx.diagonal(dim1=1, dim2=2).mean(1).clamp(min=1e-12)
     xtx = xtx + ridge * scale[:, None, None] * torch.eye(c, dtype=x.dtype, device=x.device)
