@@ -81,7 +81,8 @@ def saturation(model, session, trial_id: int) -> dict:
     if core.recurrent is not None:
         lstm = core.recurrent
         gates_x = lstm.input_conv(h.flatten(0, 1)).unflatten(0, h.shape[:2])
-        gates_x = gates_x + lstm.modulation(modulation)[..., None, None]
+        if lstm.modulation is not None:  # model.core.behavior_input=false: none
+            gates_x = gates_x + lstm.modulation(modulation)[..., None, None]
         hs = torch.zeros(1, lstm.hidden, *h.shape[-2:], device=device)
         cs = torch.zeros_like(hs)
         sat, cell = [], []
