@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from cortexfm.data import schema
-from cortexfm.data.cache import session_cache_dir, write_text_atomic
+from cortexfm.data.cache import session_cache_dir, write_cache_text
 from cortexfm.data.clips import clip_ids, clip_signature
 from cortexfm.data.errors import DataFormatError
 from cortexfm.data.gaps import INPUT_MODALITIES, check_no_inf, fill_input_gaps, valid_length
@@ -178,7 +178,7 @@ class Session:
                 pass  # a broken cache file is recomputed
         signatures = [clip_signature(self._read_video_valid(i)) for i in range(self.n_trials)]
         ids = clip_ids(signatures)
-        write_text_atomic(cache, json.dumps([str(i) for i in ids]))
+        write_cache_text(cache, json.dumps([str(i) for i in ids]))
         return ids
 
     def _read_video_valid(self, trial_id: int) -> np.ndarray:

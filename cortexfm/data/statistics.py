@@ -16,15 +16,14 @@ Normalisation (what the model sees):
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from cortexfm.atomic import save_npz_atomic
 from cortexfm.data import schema
 from cortexfm.data.cache import session_cache_dir
 from cortexfm.data.errors import DataFormatError
@@ -150,23 +149,13 @@ def session_statistics(
             pass  # a broken cache file is recomputed
     stats = compute_statistics(session, progress=progress)
     if use_cache:
-        _save_npz_atomic(
-            path, {f"{m}/{k}": v for m, d in stats.values.items() for k, v in d.items()}
-        )
+        _save_cache(path, {f"{m}/{k}": v for m, d in stats.values.items() for k, v in d.items()})
     return stats
 
 
-def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return  # an unwritable cache only costs recomputation
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
+def _save_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with contextlib.suppress(OSError):  # an unwritable cache only costs recomputation
+        save_npz_atomic(path, arrays)
 
 
 #: How responses are mapped to model units (see the module docstring).
