@@ -29,20 +29,13 @@ from tqdm.auto import tqdm
 
 from cortexfm.model.network import FoundationModel
 from cortexfm.sim.tuning import selectivity
-from cortexfm.stimuli import Monitor, directional_pink_noise, drifting_grating
+from cortexfm.stimuli import DIRECTIONS_16, Monitor, directional_pink_noise, drifting_grating
 
-DIRECTIONS = np.arange(16) * 22.5
+DIRECTIONS = DIRECTIONS_16  # the 16 directions of every tuning experiment
 GRATING_SF = (0.03, 0.06, 0.12)
 BURN_IN = 16
 #: Frames a most exciting input is shown for (a short video is looped to this length).
 MEI_PRESENT_FRAMES = 48
-
-
-def _neutral_state(model: FoundationModel, session_id: str, batch: int, frames: int):
-    norm = model.session(session_id).normalization
-    behavior = norm.behavior_mean.expand(batch, frames, 2).cpu().numpy()
-    pupil = norm.pupil_mean.expand(batch, frames, 2).cpu().numpy()
-    return behavior, pupil
 
 
 @torch.no_grad()
@@ -58,7 +51,9 @@ def mean_responses(
     out = []
     for start in range(0, len(videos), batch):
         chunk = videos[start : start + batch].astype(np.float32)
-        behavior, pupil = _neutral_state(model, session_id, len(chunk), chunk.shape[1])
+        behavior, pupil = (
+            np.tile(x, (len(chunk), chunk.shape[1], 1)) for x in model.resting_inputs(session_id)
+        )
         responses, _ = model.predict(session_id, chunk, behavior, pupil)
         out.append(responses[:, burn_in:].mean(1).cpu().numpy())
     return np.concatenate(out)

@@ -33,6 +33,7 @@ from cortexfm.insilico.plots import (
     plot_tuning_curves,
 )
 from cortexfm.model.network import FoundationModel
+from cortexfm.sim.behavior import RESTING_BEHAVIOR
 from cortexfm.sim.cohort import load_ground_truth, rebuild_simulator
 from cortexfm.sim.tuning import selectivity
 
@@ -56,7 +57,7 @@ def simulator_tuning_curves(
     rng = np.random.default_rng(seed)
     videos = tuning_stimuli(stimulus, simulator.monitor, n_frames)
     frames = videos.reshape(-1, *videos.shape[2:])
-    behavior = np.tile([50.0, 0.0], (len(frames), 1))
+    behavior = np.tile(RESTING_BEHAVIOR, (len(frames), 1))
     gaze = np.zeros((len(frames), 2))
     if repeats == 0:
         traces = simulator.rates(frames, behavior, gaze)

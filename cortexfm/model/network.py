@@ -135,6 +135,18 @@ class FoundationModel(nn.Module):
     def n_neurons(self, session_id: str) -> int:
         return self.session(session_id).readout.n_neurons
 
+    def resting_inputs(self, session_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """The session's training means, raw: ``behavior [2]`` and ``pupil_center [2]``.
+
+        What in-silico experiments and ``cortexfm predict`` hold behaviour and gaze at when
+        they are not given (stored with the weights, so no data are needed).
+        """
+        norm = self.session(session_id).normalization
+        return (
+            norm.behavior_mean.detach().cpu().numpy().astype(np.float32),
+            norm.pupil_mean.detach().cpu().numpy().astype(np.float32),
+        )
+
     # -- forward ------------------------------------------------------------------------------
 
     def forward(

@@ -264,6 +264,8 @@ OOD_FAMILIES = (
 )
 #: 16 directions used by the directional families.
 DIRECTIONS_16 = np.arange(16) * 22.5
+#: Spatial frequencies (cycles/deg) of the test suite's gratings and Gabors.
+TEST_SPATIAL_FREQUENCIES = (0.02, 0.04, 0.08)
 #: Grey screen between stimulus blocks, seconds (real protocols have inter-stimulus blanks).
 BLANK_SECONDS = 0.5
 #: Contrasts of the local Gabors: log-uniform over the range real experiments use.
@@ -309,7 +311,7 @@ def ood_clip(
                     monitor,
                     block,
                     direction,
-                    spatial_frequency=float(rng.choice([0.02, 0.04, 0.08])),
+                    spatial_frequency=float(rng.choice(TEST_SPATIAL_FREQUENCIES)),
                     temporal_frequency=float(rng.choice([1.0, 2.0, 4.0])),
                     size=float(rng.uniform(10, 25)),
                     position=(
@@ -325,7 +327,7 @@ def ood_clip(
                     monitor,
                     2 * block,
                     float(rng.choice(DIRECTIONS_16[::2])),
-                    spatial_frequency=float(rng.choice([0.02, 0.04, 0.08])),
+                    spatial_frequency=float(rng.choice(TEST_SPATIAL_FREQUENCIES)),
                     temporal_frequency=float(rng.choice([1.0, 2.0, 4.0])),
                     contrast=1.0,
                 )
