@@ -538,30 +538,3 @@ class StaticSession(Session):
         elif modality == "behavior" and value.shape[0] == 3:
             value = value[[0, 2]]
         return np.ascontiguousarray(np.broadcast_to(value, (stop - start, *value.shape)))
-
-
-def open_session(path: str | Path, *, clip_frames: int = 30) -> Session:
-    """Open a session folder, recognising its layout."""
-    from cortexfm.data.fnn import FnnSession, is_fnn_folder
-
-    path = Path(path)
-    if not path.is_dir():
-        raise DataFormatError(path, "session folder does not exist")
-    if is_fnn_folder(path):
-        return FnnSession(path)
-    if (path / "data" / "images").is_dir():
-        return StaticSession(path, clip_frames=clip_frames)
-    if (path / "data").is_dir() or (path / "meta").is_dir():
-        return DynamicSession(path)
-    raise DataFormatError(
-        path,
-        "not a session: expected data/ and meta/ folders (Sensorium layout) "
-        "or training_data/ (cajal/fnn layout)",
-    )
-
-
-def is_session_folder(path: Path) -> bool:
-    """True for a Sensorium session folder or a cajal/fnn data folder."""
-    from cortexfm.data.fnn import is_fnn_folder
-
-    return ((path / "data").is_dir() and (path / "meta").is_dir()) or is_fnn_folder(path)

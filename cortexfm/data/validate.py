@@ -19,14 +19,13 @@ from tqdm.auto import tqdm
 from cortexfm.data.errors import DataFormatError
 from cortexfm.data.fnn import is_fnn_folder
 from cortexfm.data.gaps import INPUT_MODALITIES, frame_ranges
+from cortexfm.data.layouts import is_session_folder, open_session
 from cortexfm.data.session import (
     MODALITIES,
     DynamicSession,
     Session,
     _read_neuron_meta,
     _read_tiers,
-    is_session_folder,
-    open_session,
 )
 
 

@@ -28,11 +28,11 @@ from scipy.optimize import curve_fit
 from tqdm.auto import tqdm
 
 from cortexfm.model.network import FoundationModel
-from cortexfm.sim.tuning import selectivity
-from cortexfm.stimuli import DIRECTIONS_16, Monitor, directional_pink_noise, drifting_grating
+from cortexfm.stimuli import Monitor, directional_pink_noise, drifting_grating
+from cortexfm.stimuli.tuning import DIRECTIONS_16, TUNING_SPATIAL_FREQUENCIES, selectivity
 
 DIRECTIONS = DIRECTIONS_16  # the 16 directions of every tuning experiment
-GRATING_SF = (0.03, 0.06, 0.12)
+GRATING_SF = TUNING_SPATIAL_FREQUENCIES
 BURN_IN = 16
 #: Frames a most exciting input is shown for (a short video is looped to this length).
 MEI_PRESENT_FRAMES = 48

@@ -14,7 +14,6 @@ import numpy as np
 
 from cortexfm.data.loader import repeat_groups
 from cortexfm.data.session import Session
-from cortexfm.evaluate.metrics import cc_max
 from cortexfm.insilico.experiments import (
     BURN_IN,
     DIRECTIONS,
@@ -32,10 +31,11 @@ from cortexfm.insilico.plots import (
     plot_scatter,
     plot_tuning_curves,
 )
+from cortexfm.metrics import cc_max
 from cortexfm.model.network import FoundationModel
 from cortexfm.sim.behavior import RESTING_BEHAVIOR
 from cortexfm.sim.cohort import load_ground_truth, rebuild_simulator
-from cortexfm.sim.tuning import selectivity
+from cortexfm.stimuli.tuning import selectivity
 
 
 def recorded_cc_max(session: Session, tier: str = "oracle") -> np.ndarray:

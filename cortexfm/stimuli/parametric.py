@@ -13,6 +13,7 @@ import pandas as pd
 from scipy import ndimage
 
 from cortexfm.stimuli.geometry import Monitor, Stimulus, to_uint8
+from cortexfm.stimuli.tuning import DIRECTIONS_16
 
 
 def _check(**values: float) -> None:
@@ -262,8 +263,6 @@ OOD_FAMILIES = (
     "directional_pink_noise",
     "static_images",
 )
-#: 16 directions used by the directional families.
-DIRECTIONS_16 = np.arange(16) * 22.5
 #: Spatial frequencies (cycles/deg) of the test suite's gratings and Gabors.
 TEST_SPATIAL_FREQUENCIES = (0.02, 0.04, 0.08)
 #: Grey screen between stimulus blocks, seconds (real protocols have inter-stimulus blanks).

@@ -30,7 +30,7 @@ from cortexfm.data.cohort import Cohort
 from cortexfm.data.loader import TrainingWindows, WindowConfig
 from cortexfm.data.session import Session
 from cortexfm.data.statistics import Normalizer, check_response_sign, session_statistics
-from cortexfm.evaluate.metrics import correlation
+from cortexfm.metrics import correlation
 from cortexfm.model.loss import response_loss
 from cortexfm.model.network import FoundationModel, SessionInfo
 from cortexfm.train import distributed
