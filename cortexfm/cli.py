@@ -48,8 +48,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.loss:
         overrides.append(f"train.loss={args.loss}")
-        if args.loss == "gaussian":
-            overrides.append("model.readout.output=identity")
     if args.response_transform:
         overrides.append(f"train.response_transform={args.response_transform}")
     if args.max_steps is not None:
@@ -100,14 +98,9 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     from cortexfm.data import open_cohort
     from cortexfm.train.transfer import transfer
 
-    bad = [o for o in args.overrides if not o.startswith("train.")]
-    if bad:
-        raise ValueError(
-            f"transfer overrides must be train.* fields (the model is the foundation's): {bad}"
-        )
-    overrides = [o[len("train.") :] for o in args.overrides]
+    overrides = list(args.overrides)
     if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
+        overrides.append(f"train.seed={args.seed}")
     result = transfer(
         args.checkpoint,
         open_cohort(args.data),
@@ -126,9 +119,6 @@ def _cmd_data_efficiency(args: argparse.Namespace) -> int:
     from cortexfm.data import open_cohort
     from cortexfm.evaluate.efficiency import data_efficiency, summarize_efficiency
 
-    bad = [o for o in args.overrides if not o.startswith("train.")]
-    if bad:
-        raise ValueError(f"overrides must be train.* fields: {bad}")
     minutes = [None if m.strip() == "all" else float(m) for m in args.minutes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     table = data_efficiency(
@@ -137,7 +127,7 @@ def _cmd_data_efficiency(args: argparse.Namespace) -> int:
         args.out,
         minutes=minutes,
         seeds=seeds,
-        overrides=[o[len("train.") :] for o in args.overrides],
+        overrides=list(args.overrides),
         workers=args.workers,
     )
     print(summarize_efficiency(table).to_string(index=False, float_format=lambda x: f"{x:.3f}"))

@@ -52,10 +52,10 @@ class DemoConfig:
     efficiency_minutes: tuple[float | None, ...] = (2.0, None)
     efficiency_seeds: tuple[int, ...] = (0,)
     efficiency: tuple[str, ...] = (
-        "max_steps=80",
-        "steps_per_epoch=40",
-        "warmup_steps=10",
-        "position_search_steps=[0, 40]",
+        "train.max_steps=80",
+        "train.steps_per_epoch=40",
+        "train.warmup_steps=10",
+        "train.position_search_steps=[0, 40]",
     )
     efficiency_workers: int = 2  # fits at once (each with cpu_count // workers threads)
     meis: int = 10
@@ -80,11 +80,11 @@ def quick_config() -> DemoConfig:
         ),
         efficiency_minutes=(0.2, None),
         efficiency=(
-            "max_steps=6",
-            "steps_per_epoch=3",
-            "window=32",
-            "batch_size=4",
-            "warmup_steps=2",
+            "train.max_steps=6",
+            "train.steps_per_epoch=3",
+            "train.window=32",
+            "train.batch_size=4",
+            "train.warmup_steps=2",
         ),
         efficiency_workers=1,  # fits of seconds: no worker processes to start
         meis=3,

@@ -123,7 +123,7 @@ def _fit_and_score(fit: _Fit) -> dict:
         run_dir,
         minutes=fit.minutes,
         from_scratch=fit.model == "individual",
-        overrides=[*fit.overrides, f"seed={fit.seed}"],
+        overrides=[*fit.overrides, f"train.seed={fit.seed}"],
         resume=True,
         progress=False,
     )
