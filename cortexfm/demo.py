@@ -25,10 +25,10 @@ import pandas as pd
 
 from cortexfm.anatomy.run import simulated_anatomy
 from cortexfm.data import open_cohort
-from cortexfm.data.validate import summarize
+from cortexfm.data.validate import summarize_session
 from cortexfm.evaluate.efficiency import data_efficiency, summarize_efficiency
 from cortexfm.evaluate.run import compare_models, evaluate_cohort
-from cortexfm.insilico.validation import validate_session
+from cortexfm.insilico.validation import validate_against_truth
 from cortexfm.report import html
 from cortexfm.sim import SimulationConfig, simulate_cohort
 from cortexfm.train import load_checkpoint, load_run_config, train
@@ -121,7 +121,7 @@ def run_demo(out: str | Path, config: DemoConfig, seed: int = 0) -> Path:
     held_ids = everyone.session_ids[config.mice - config.held_out :]
     foundation_mice, held_out = everyone.subset(train_ids), everyone.subset(held_ids)
     if not stages.done("simulate"):
-        stages.finish("simulate", {"sessions": [summarize(s) for s in everyone]}, t0)
+        stages.finish("simulate", {"sessions": [summarize_session(s) for s in everyone]}, t0)
 
     foundation_dir = out / "foundation"
     if not stages.done("foundation"):
@@ -185,7 +185,7 @@ def run_demo(out: str | Path, config: DemoConfig, seed: int = 0) -> Path:
     if not stages.done("insilico"):
         t0 = time.perf_counter()
         model = load_checkpoint(checkpoint).model
-        result = validate_session(
+        result = validate_against_truth(
             model,
             foundation_mice[0],
             out / "insilico",

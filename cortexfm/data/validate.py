@@ -100,7 +100,7 @@ def scan_values(session: Session, progress: bool = True) -> tuple[list[str], lis
     return errors, warnings
 
 
-def summarize(session: Session) -> dict:
+def summarize_session(session: Session) -> dict:
     """Sessions, neurons, trials per tier, minutes, and unique clips/repeats per tier."""
     lengths = session.trial_lengths
     per_tier: dict[str, dict] = {}
@@ -139,7 +139,7 @@ def validate_session(path: Path, progress: bool = True) -> SessionReport:
         if errors:
             report.problems += errors
             return report
-        report.summary = summarize(session)
+        report.summary = summarize_session(session)
     except DataFormatError as err:
         report.problems.append(str(err))
     return report

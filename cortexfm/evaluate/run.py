@@ -25,7 +25,7 @@ SUMMARY_COLUMNS = (
 )
 
 
-def summarize(table: pd.DataFrame) -> pd.DataFrame:
+def summarize_scores(table: pd.DataFrame) -> pd.DataFrame:
     """Medians per session and stimulus type (and over all sessions)."""
     columns = [c for c in SUMMARY_COLUMNS if c in table]
     per_session = table.groupby(["session_id", "stimulus_type"])[columns].median()
@@ -115,7 +115,7 @@ def evaluate_cohort(
         if example is None and "cc_norm" in table:
             example = (session, table, predictions)
     table = pd.concat(tables, ignore_index=True)
-    summary = summarize(table)
+    summary = summarize_scores(table)
     table.to_csv(out / "neurons.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     if "cell_type" in table and "cc_norm" in table:

@@ -72,7 +72,7 @@ def _direction_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs((a - b + 180) % 360 - 180)
 
 
-def validate_session(
+def validate_against_truth(
     model: FoundationModel,
     session: Session,
     out_dir: str | Path,
