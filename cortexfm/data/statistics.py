@@ -200,6 +200,18 @@ def check_response_sign(
     )
 
 
+def to_model_units(x, shift, scale):
+    """Raw -> the model's units: ``(x - shift) / scale``. The one definition of normalisation;
+    ``x``, ``shift`` and ``scale`` may be numpy arrays or torch tensors (broadcast on the last
+    axis)."""
+    return (x - shift) / scale
+
+
+def to_raw_units(x, shift, scale):
+    """The model's units -> raw: the inverse of :func:`to_model_units`."""
+    return x * scale + shift
+
+
 class Normalizer:
     """Maps raw arrays to the model's units and back; ``inverse(transform(x)) == x``."""
 
@@ -263,12 +275,12 @@ class Normalizer:
     def transform(self, modality: str, x: np.ndarray) -> np.ndarray:
         """Raw -> model units (float32). ``x`` is time first; the last axis matches the stats."""
         shift, scale = self._params(modality)
-        return ((x - shift) / scale).astype(np.float32)
+        return to_model_units(x, shift, scale).astype(np.float32)
 
     def inverse(self, modality: str, x: np.ndarray) -> np.ndarray:
         """Model units -> raw units (float32)."""
         shift, scale = self._params(modality)
-        return (x.astype(np.float64) * scale + shift).astype(np.float32)
+        return to_raw_units(x.astype(np.float64), shift, scale).astype(np.float32)
 
     def transform_all(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: self.transform(k, v) if k in MODALITIES else v for k, v in arrays.items()}
