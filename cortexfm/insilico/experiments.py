@@ -262,7 +262,9 @@ def receptive_fields(
                 clip[BURN_IN : BURN_IN + dot_frames] = to_grey_levels(dot)
                 videos.append(clip)
     videos = np.stack(videos)
-    baseline = mean_responses(model, session_id, np.full((1, *videos.shape[1:]), grey))
+    baseline = mean_responses(
+        model, session_id, np.full((1, *videos.shape[1:]), to_grey_levels(0.0))
+    )
     responses = mean_responses(model, session_id, videos) - baseline  # [2 * cells, neurons]
     maps = responses.reshape(2, grid[0], grid[1], -1).clip(min=0).sum(0).transpose(2, 0, 1)
     gx, gy = np.meshgrid(xs, ys)
