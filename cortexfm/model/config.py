@@ -42,6 +42,9 @@ class CoreConfig:
     recurrent: Literal["convlstm", "none"] = "convlstm"
     skip: bool = False  # readouts also see the feed-forward features beside the ConvLSTM's
     hidden: int = 32  # ConvLSTM channels (the feature map the readouts sample)
+    # behaviour (the modulation features) enters the ConvLSTM's gates; false: the core sees
+    # the stimulus only (behaviour then acts through readout.behavior_gain, if on)
+    behavior_input: bool = True
     recurrent_kernel: int = 3
     # what the retina does first (cortexfm.model.retina): "none", "contrast" (gain control),
     # "whiten" (luminance + centre-surround residual channels) or "whiten_contrast" (both)

@@ -55,14 +55,16 @@ class ConvLSTM(nn.Module):
         super().__init__()
         self.hidden = hidden
         self.input_conv = nn.Conv2d(c_in, 4 * hidden, kernel, padding=kernel // 2)
-        self.modulation = nn.Linear(modulation, 4 * hidden, bias=False)
+        # behaviour's input to the gates (None: the core does not see behaviour)
+        self.modulation = nn.Linear(modulation, 4 * hidden, bias=False) if modulation else None
         self.hidden_conv = nn.Conv2d(hidden, 4 * hidden, kernel, padding=kernel // 2, bias=False)
         # the visual input reaches the gates at unit scale; behaviour starts with no say (zero
         # weights) and earns it: with PyTorch's default initialisation, the behavioural term
         # outweighed the shrunken visual one and the gates followed the running mouse
         nn.init.kaiming_normal_(self.input_conv.weight, nonlinearity="linear")
         nn.init.zeros_(self.input_conv.bias)
-        nn.init.zeros_(self.modulation.weight)
+        if self.modulation is not None:
+            nn.init.zeros_(self.modulation.weight)
         with torch.no_grad():  # forget gate bias 1: remember by default
             self.input_conv.bias[hidden : 2 * hidden].fill_(1.0)
 
@@ -71,7 +73,8 @@ class ConvLSTM(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor]:
         b, t = x.shape[:2]
         gates_x = self.input_conv(x.flatten(0, 1)).unflatten(0, (b, t))
-        gates_x = gates_x + self.modulation(modulation)[..., None, None]
+        if self.modulation is not None:
+            gates_x = gates_x + self.modulation(modulation)[..., None, None]
         if h is None or c is None:
             h = x.new_zeros(b, self.hidden, *x.shape[-2:])
             c = torch.zeros_like(h)
@@ -103,7 +106,12 @@ class Core(nn.Module):
             c_in = c_out
         self.layers = nn.ModuleList(layers)
         self.recurrent = (
-            ConvLSTM(c_in, modulation_features, config.hidden, config.recurrent_kernel)
+            ConvLSTM(
+                c_in,
+                modulation_features if config.behavior_input else 0,
+                config.hidden,
+                config.recurrent_kernel,
+            )
             if config.recurrent == "convlstm"
             else None
         )
