@@ -57,8 +57,8 @@ from cortexfm.model.readout import PositionMap, Readout
 from cortexfm.sim.population import sample_population
 from cortexfm.sim.response import KERNEL_FRAMES
 from cortexfm.sim.subunit import make_response_model, subunit_parameters
-from cortexfm.sim.tuning import selectivity
 from cortexfm.stimuli import Monitor, drifting_grating, load_images, natural_movie
+from cortexfm.stimuli.tuning import selectivity
 from cortexfm.train.positions import best_positions, pool_over_cortex, position_scores
 
 

@@ -51,12 +51,12 @@ def main() -> None:
         "overrides",
         nargs="*",
         default=[
-            "max_steps=100",
-            "steps_per_epoch=50",
-            "warmup_steps=20",
-            "position_search_steps=[0, 50]",
+            "train.max_steps=100",
+            "train.steps_per_epoch=50",
+            "train.warmup_steps=20",
+            "train.position_search_steps=[0, 50]",
         ],
-        help="train.* fields (without the prefix) for every fit",
+        help="train.* overrides for every fit",
     )
     args = parser.parse_args()
 

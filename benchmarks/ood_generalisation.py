@@ -163,7 +163,7 @@ def insilico_tuning(model, session) -> dict:
     from cortexfm.insilico.experiments import DIRECTIONS, direction_tuning
     from cortexfm.insilico.validation import recorded_cc_max, simulator_tuning_curves
     from cortexfm.sim.cohort import load_ground_truth, rebuild_simulator
-    from cortexfm.sim.tuning import selectivity
+    from cortexfm.stimuli.tuning import selectivity
 
     truth, _ = load_ground_truth(session.path)
     simulator = rebuild_simulator(session.path)

@@ -48,8 +48,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.loss:
         overrides.append(f"train.loss={args.loss}")
-        if args.loss == "gaussian":
-            overrides.append("model.readout.output=identity")
     if args.response_transform:
         overrides.append(f"train.response_transform={args.response_transform}")
     if args.max_steps is not None:
@@ -100,14 +98,9 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     from cortexfm.data import open_cohort
     from cortexfm.train.transfer import transfer
 
-    bad = [o for o in args.overrides if not o.startswith("train.")]
-    if bad:
-        raise ValueError(
-            f"transfer overrides must be train.* fields (the model is the foundation's): {bad}"
-        )
-    overrides = [o[len("train.") :] for o in args.overrides]
+    overrides = list(args.overrides)
     if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
+        overrides.append(f"train.seed={args.seed}")
     result = transfer(
         args.checkpoint,
         open_cohort(args.data),
@@ -126,9 +119,6 @@ def _cmd_data_efficiency(args: argparse.Namespace) -> int:
     from cortexfm.data import open_cohort
     from cortexfm.evaluate.efficiency import data_efficiency, summarize_efficiency
 
-    bad = [o for o in args.overrides if not o.startswith("train.")]
-    if bad:
-        raise ValueError(f"overrides must be train.* fields: {bad}")
     minutes = [None if m.strip() == "all" else float(m) for m in args.minutes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     table = data_efficiency(
@@ -137,7 +127,7 @@ def _cmd_data_efficiency(args: argparse.Namespace) -> int:
         args.out,
         minutes=minutes,
         seeds=seeds,
-        overrides=[o[len("train.") :] for o in args.overrides],
+        overrides=list(args.overrides),
         workers=args.workers,
     )
     print(summarize_efficiency(table).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
@@ -187,79 +177,26 @@ def _cmd_anatomy(args: argparse.Namespace) -> int:
 
 
 def _cmd_insilico(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from cortexfm.data import open_cohort
-    from cortexfm.insilico import (
-        direction_tuning,
-        frequency_tuning,
-        most_exciting_inputs,
-        receptive_fields,
-    )
-    from cortexfm.insilico.experiments import MEI_PRESENT_FRAMES
-    from cortexfm.insilico.plots import plot_meis, plot_receptive_fields, plot_tuning_curves
+    from cortexfm.insilico.run import run_insilico
+    from cortexfm.insilico.validation import validate_against_truth
     from cortexfm.train import load_checkpoint
 
     model = load_checkpoint(args.checkpoint).model
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for session in open_cohort(args.data):
-        sid = session.session_id
-        folder = out / sid
-        folder.mkdir(exist_ok=True)
+        folder = Path(args.out) / session.session_id
+        options = {"n_meis": args.meis, "mei_steps": args.mei_steps, "mei_frames": args.mei_frames}
         if args.validate:
-            from cortexfm.insilico.validation import validate_session
-
-            summary = validate_session(
-                model,
-                session,
-                folder,
-                n_meis=args.meis,
-                mei_steps=args.mei_steps,
-                mei_frames=args.mei_frames,
-                n_frames=args.frames,
+            summary = validate_against_truth(
+                model, session, folder, **options, n_frames=args.frames
             )
             for key, value in summary.items():
-                print(f"{sid} {key}: {value}")
+                print(f"{session.session_id} {key}: {value}")
             continue
-        grating = direction_tuning(model, sid, n_frames=args.frames)
-        noise = direction_tuning(model, sid, stimulus="pink_noise", n_frames=args.frames)
-        rf = receptive_fields(model, sid)
-        freq = frequency_tuning(
-            model, sid, grating.table.preferred_direction_fit.to_numpy(), n_frames=args.frames
-        )
-        table = grating.table.merge(
-            noise.table.drop(columns=["peak_response"]), on="unit_id", suffixes=("", "_pink_noise")
-        )
-        table = table.merge(rf.table, on="unit_id").merge(freq, on="unit_id")
-        table.to_csv(folder / "properties.csv", index=False)
-        strongest = np.argsort(-grating.table.peak_response.to_numpy())[: args.meis]
-        meis = most_exciting_inputs(
-            model,
-            sid,
-            strongest,
-            steps=args.mei_steps,
-            frames=args.mei_frames,
-            present_frames=MEI_PRESENT_FRAMES,
-        )
-        np.save(folder / "most_exciting_inputs.npy", meis.astype(np.uint8))
-        ids = grating.table.unit_id.to_numpy()
-        plot_tuning_curves(
-            grating.curves[strongest[:5]],
-            grating.directions,
-            ids[strongest[:5]],
-            folder / "tuning_curves.png",
-        )
-        plot_receptive_fields(
-            rf.maps[strongest[:5]],
-            rf.azimuth,
-            rf.elevation,
-            ids[strongest[:5]],
-            folder / "receptive_fields.png",
-        )
-        plot_meis(meis[:5], ids[strongest[:5]], folder / "most_exciting_inputs.png")
+        table = run_insilico(model, session.session_id, folder, **options, n_frames=args.frames)
         print(
-            f"{sid}: median gOSI {table.gOSI.median():.3f}, gDSI {table.gDSI.median():.3f}; results in {folder}"
+            f"{session.session_id}: median gOSI {table.gOSI.median():.3f}, "
+            f"gDSI {table.gDSI.median():.3f}; results in {folder}"
         )
     return 0
 

@@ -25,10 +25,10 @@ import pandas as pd
 
 from cortexfm.anatomy.run import simulated_anatomy
 from cortexfm.data import open_cohort
-from cortexfm.data.validate import summarize
+from cortexfm.data.validate import summarize_session
 from cortexfm.evaluate.efficiency import data_efficiency, summarize_efficiency
 from cortexfm.evaluate.run import compare_models, evaluate_cohort
-from cortexfm.insilico.validation import validate_session
+from cortexfm.insilico.validation import validate_against_truth
 from cortexfm.report import html
 from cortexfm.sim import SimulationConfig, simulate_cohort
 from cortexfm.train import load_checkpoint, load_run_config, train
@@ -52,10 +52,10 @@ class DemoConfig:
     efficiency_minutes: tuple[float | None, ...] = (2.0, None)
     efficiency_seeds: tuple[int, ...] = (0,)
     efficiency: tuple[str, ...] = (
-        "max_steps=80",
-        "steps_per_epoch=40",
-        "warmup_steps=10",
-        "position_search_steps=[0, 40]",
+        "train.max_steps=80",
+        "train.steps_per_epoch=40",
+        "train.warmup_steps=10",
+        "train.position_search_steps=[0, 40]",
     )
     efficiency_workers: int = 2  # fits at once (each with cpu_count // workers threads)
     meis: int = 10
@@ -80,11 +80,11 @@ def quick_config() -> DemoConfig:
         ),
         efficiency_minutes=(0.2, None),
         efficiency=(
-            "max_steps=6",
-            "steps_per_epoch=3",
-            "window=32",
-            "batch_size=4",
-            "warmup_steps=2",
+            "train.max_steps=6",
+            "train.steps_per_epoch=3",
+            "train.window=32",
+            "train.batch_size=4",
+            "train.warmup_steps=2",
         ),
         efficiency_workers=1,  # fits of seconds: no worker processes to start
         meis=3,
@@ -121,7 +121,7 @@ def run_demo(out: str | Path, config: DemoConfig, seed: int = 0) -> Path:
     held_ids = everyone.session_ids[config.mice - config.held_out :]
     foundation_mice, held_out = everyone.subset(train_ids), everyone.subset(held_ids)
     if not stages.done("simulate"):
-        stages.finish("simulate", {"sessions": [summarize(s) for s in everyone]}, t0)
+        stages.finish("simulate", {"sessions": [summarize_session(s) for s in everyone]}, t0)
 
     foundation_dir = out / "foundation"
     if not stages.done("foundation"):
@@ -185,7 +185,7 @@ def run_demo(out: str | Path, config: DemoConfig, seed: int = 0) -> Path:
     if not stages.done("insilico"):
         t0 = time.perf_counter()
         model = load_checkpoint(checkpoint).model
-        result = validate_session(
+        result = validate_against_truth(
             model,
             foundation_mice[0],
             out / "insilico",

@@ -30,7 +30,7 @@ from cortexfm.data import (
 )
 from cortexfm.data.cache import session_cache_dir
 from cortexfm.data.clips import clip_signature, group_clips, same_clip
-from cortexfm.evaluate.metrics import cc_max
+from cortexfm.metrics import cc_max
 
 
 def _strip_clip_ids(path: Path) -> None:

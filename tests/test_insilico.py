@@ -146,8 +146,9 @@ def test_simulator_tuning_matches_the_ground_truth_and_pink_noise_agrees_with_gr
     from cortexfm.insilico.validation import simulator_tuning_curves
     from cortexfm.sim.population import sample_population
     from cortexfm.sim.response import ResponseModel
-    from cortexfm.sim.tuning import ground_truth_tuning, selectivity
+    from cortexfm.sim.tuning import ground_truth_tuning
     from cortexfm.stimuli import Monitor
+    from cortexfm.stimuli.tuning import selectivity
 
     monitor = Monitor()
     population = sample_population(60, np.random.default_rng(3), monitor)

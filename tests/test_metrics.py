@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cortexfm.evaluate.metrics import (
+from cortexfm.metrics import (
     cc_abs,
     cc_max,
     cc_norm,

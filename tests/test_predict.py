@@ -15,7 +15,7 @@ from PIL import Image
 from cortexfm.cli import main
 from cortexfm.data.movies import FrameFormat, Movie
 from cortexfm.data.synthetic import write_synthetic_session
-from cortexfm.predict import predict_movie, resting_inputs
+from cortexfm.predict import predict_movie
 from cortexfm.predict.submission import submission_name
 from cortexfm.train import load_checkpoint
 from tests.conftest import TINY_TRAINING
@@ -78,7 +78,7 @@ def test_stream_equals_whole_prediction_and_rest_is_the_training_mean(
 ):
     model = load_checkpoint(tiny_checkpoint).model
     np.save(tmp_path / "movie.npy", frames)
-    behavior, pupil = resting_inputs(model, SESSION)
+    behavior, pupil = model.resting_inputs(SESSION)
     whole, _ = model.predict(
         SESSION, frames.astype(np.float32), np.tile(behavior, (40, 1)), np.tile(pupil, (40, 1))
     )

@@ -21,8 +21,9 @@ from cortexfm.sim import (
 from cortexfm.sim.behavior import simulate_behavior
 from cortexfm.sim.calibration import CELL_TYPES
 from cortexfm.sim.response import KERNEL_FRAMES
-from cortexfm.sim.tuning import ground_truth_tuning, selectivity
+from cortexfm.sim.tuning import ground_truth_tuning
 from cortexfm.stimuli import Monitor, drifting_grating, natural_movie
+from cortexfm.stimuli.tuning import selectivity
 
 M = Monitor()
 TINY = SimulationConfig(

@@ -10,14 +10,11 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from cortexfm.anatomy.analysis import (  # noqa: E402
+from cortexfm.anatomy.analysis import (
     ClassificationResult,
     classify,
     connectivity_scores,
@@ -25,10 +22,10 @@ from cortexfm.anatomy.analysis import (  # noqa: E402
     probability_by_decile,
     regress,
 )
-from cortexfm.anatomy.barcodes import barcode_columns, export_barcodes  # noqa: E402
-from cortexfm.data.cohort import Cohort  # noqa: E402
-from cortexfm.model.network import FoundationModel  # noqa: E402
-from cortexfm.sim.cohort import load_ground_truth  # noqa: E402
+from cortexfm.anatomy.barcodes import barcode_columns, export_barcodes
+from cortexfm.data.cohort import Cohort
+from cortexfm.model.network import FoundationModel
+from cortexfm.sim.cohort import load_ground_truth
 
 #: The simulator's functional parameters (the upper-bound comparison for cell types).
 TRUE_FUNCTION = (
@@ -52,7 +49,8 @@ POSITION = ("x", "y", "z")
 
 
 def plot_confusion(result: ClassificationResult, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(4.6, 4))
+    fig = Figure(figsize=(4.6, 4))
+    ax = fig.subplots()
     image = ax.imshow(result.confusion.to_numpy(), vmin=0, vmax=1, cmap="viridis")
     labels = list(result.confusion.index)
     ax.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
@@ -67,12 +65,12 @@ def plot_confusion(result: ClassificationResult, path: Path) -> Path:
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def plot_connection_probability(deciles: dict[str, pd.DataFrame], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig = Figure(figsize=(4.5, 3.2))
+    ax = fig.subplots()
     for (name, table), color in zip(deciles.items(), ("C3", "C0"), strict=False):
         ax.plot(table.decile, table.connection_probability, marker="o", color=color, label=name)
     ax.set_xlabel("similarity decile")
@@ -80,7 +78,6 @@ def plot_connection_probability(deciles: dict[str, pd.DataFrame], path: Path) ->
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

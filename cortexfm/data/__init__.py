@@ -3,6 +3,7 @@
 from cortexfm.data.cohort import Cohort, open_cohort
 from cortexfm.data.errors import DataFormatError
 from cortexfm.data.fnn import FnnSession
+from cortexfm.data.layouts import open_session
 from cortexfm.data.loader import (
     TrainingWindows,
     WindowConfig,
@@ -10,7 +11,7 @@ from cortexfm.data.loader import (
     make_loader,
     repeat_groups,
 )
-from cortexfm.data.session import DynamicSession, Session, StaticSession, Trial, open_session
+from cortexfm.data.session import DynamicSession, Session, StaticSession, Trial
 from cortexfm.data.statistics import (
     Normalizer,
     Statistics,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
+
+from cortexfm.atomic import write_text_atomic
 
 
 def cache_root() -> Path:
@@ -32,14 +33,10 @@ def session_cache_dir(session_path: Path) -> Path:
     return cache_root() / f"{path.name}-{h.hexdigest()[:12]}"
 
 
-def write_text_atomic(path: Path, text: str) -> bool:
+def write_cache_text(path: Path, text: str) -> bool:
     """Write a cache file atomically; False (nothing written) when the cache is unwritable."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     except OSError:
         return False
     return True

@@ -6,7 +6,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cortexfm.data.errors import DataFormatError
-from cortexfm.data.session import Session, is_session_folder, open_session
+from cortexfm.data.layouts import is_session_folder, open_session
+from cortexfm.data.session import Session
 
 
 class Cohort(Sequence[Session]):

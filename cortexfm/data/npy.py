@@ -6,8 +6,6 @@ a bare numpy traceback. Pickled (object) arrays are refused.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,16 +58,3 @@ def open_array(path: Path, mmap: bool = True) -> np.ndarray:
 def load_small(path: Path) -> np.ndarray:
     """Load a small metadata array fully into memory."""
     return np.array(open_array(path, mmap=False))
-
-
-def save_atomic(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from cortexfm.data import schema
-from cortexfm.data.cache import session_cache_dir, write_text_atomic
+from cortexfm.data.cache import session_cache_dir, write_cache_text
 from cortexfm.data.clips import clip_ids, clip_signature
 from cortexfm.data.errors import DataFormatError
 from cortexfm.data.gaps import INPUT_MODALITIES, check_no_inf, fill_input_gaps, valid_length
@@ -178,7 +178,7 @@ class Session:
                 pass  # a broken cache file is recomputed
         signatures = [clip_signature(self._read_video_valid(i)) for i in range(self.n_trials)]
         ids = clip_ids(signatures)
-        write_text_atomic(cache, json.dumps([str(i) for i in ids]))
+        write_cache_text(cache, json.dumps([str(i) for i in ids]))
         return ids
 
     def _read_video_valid(self, trial_id: int) -> np.ndarray:
@@ -538,30 +538,3 @@ class StaticSession(Session):
         elif modality == "behavior" and value.shape[0] == 3:
             value = value[[0, 2]]
         return np.ascontiguousarray(np.broadcast_to(value, (stop - start, *value.shape)))
-
-
-def open_session(path: str | Path, *, clip_frames: int = 30) -> Session:
-    """Open a session folder, recognising its layout."""
-    from cortexfm.data.fnn import FnnSession, is_fnn_folder
-
-    path = Path(path)
-    if not path.is_dir():
-        raise DataFormatError(path, "session folder does not exist")
-    if is_fnn_folder(path):
-        return FnnSession(path)
-    if (path / "data" / "images").is_dir():
-        return StaticSession(path, clip_frames=clip_frames)
-    if (path / "data").is_dir() or (path / "meta").is_dir():
-        return DynamicSession(path)
-    raise DataFormatError(
-        path,
-        "not a session: expected data/ and meta/ folders (Sensorium layout) "
-        "or training_data/ (cajal/fnn layout)",
-    )
-
-
-def is_session_folder(path: Path) -> bool:
-    """True for a Sensorium session folder or a cajal/fnn data folder."""
-    from cortexfm.data.fnn import is_fnn_folder
-
-    return ((path / "data").is_dir() and (path / "meta").is_dir()) or is_fnn_folder(path)

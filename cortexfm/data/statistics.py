@@ -16,15 +16,14 @@ Normalisation (what the model sees):
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from cortexfm.atomic import save_npz_atomic
 from cortexfm.data import schema
 from cortexfm.data.cache import session_cache_dir
 from cortexfm.data.errors import DataFormatError
@@ -150,23 +149,13 @@ def session_statistics(
             pass  # a broken cache file is recomputed
     stats = compute_statistics(session, progress=progress)
     if use_cache:
-        _save_npz_atomic(
-            path, {f"{m}/{k}": v for m, d in stats.values.items() for k, v in d.items()}
-        )
+        _save_cache(path, {f"{m}/{k}": v for m, d in stats.values.items() for k, v in d.items()})
     return stats
 
 
-def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return  # an unwritable cache only costs recomputation
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
+def _save_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with contextlib.suppress(OSError):  # an unwritable cache only costs recomputation
+        save_npz_atomic(path, arrays)
 
 
 #: How responses are mapped to model units (see the module docstring).
@@ -209,6 +198,18 @@ def check_response_sign(
         "training minimum (--response-transform shift). See docs/data.md, 'Responses that are "
         "not counts'.",
     )
+
+
+def to_model_units(x, shift, scale):
+    """Raw -> the model's units: ``(x - shift) / scale``. The one definition of normalisation;
+    ``x``, ``shift`` and ``scale`` may be numpy arrays or torch tensors (broadcast on the last
+    axis)."""
+    return (x - shift) / scale
+
+
+def to_raw_units(x, shift, scale):
+    """The model's units -> raw: the inverse of :func:`to_model_units`."""
+    return x * scale + shift
 
 
 class Normalizer:
@@ -274,12 +275,12 @@ class Normalizer:
     def transform(self, modality: str, x: np.ndarray) -> np.ndarray:
         """Raw -> model units (float32). ``x`` is time first; the last axis matches the stats."""
         shift, scale = self._params(modality)
-        return ((x - shift) / scale).astype(np.float32)
+        return to_model_units(x, shift, scale).astype(np.float32)
 
     def inverse(self, modality: str, x: np.ndarray) -> np.ndarray:
         """Model units -> raw units (float32)."""
         shift, scale = self._params(modality)
-        return (x.astype(np.float64) * scale + shift).astype(np.float32)
+        return to_raw_units(x.astype(np.float64), shift, scale).astype(np.float32)
 
     def transform_all(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: self.transform(k, v) if k in MODALITIES else v for k, v in arrays.items()}

@@ -19,14 +19,13 @@ from tqdm.auto import tqdm
 from cortexfm.data.errors import DataFormatError
 from cortexfm.data.fnn import is_fnn_folder
 from cortexfm.data.gaps import INPUT_MODALITIES, frame_ranges
+from cortexfm.data.layouts import is_session_folder, open_session
 from cortexfm.data.session import (
     MODALITIES,
     DynamicSession,
     Session,
     _read_neuron_meta,
     _read_tiers,
-    is_session_folder,
-    open_session,
 )
 
 
@@ -101,7 +100,7 @@ def scan_values(session: Session, progress: bool = True) -> tuple[list[str], lis
     return errors, warnings
 
 
-def summarize(session: Session) -> dict:
+def summarize_session(session: Session) -> dict:
     """Sessions, neurons, trials per tier, minutes, and unique clips/repeats per tier."""
     lengths = session.trial_lengths
     per_tier: dict[str, dict] = {}
@@ -140,7 +139,7 @@ def validate_session(path: Path, progress: bool = True) -> SessionReport:
         if errors:
             report.problems += errors
             return report
-        report.summary = summarize(session)
+        report.summary = summarize_session(session)
     except DataFormatError as err:
         report.problems.append(str(err))
     return report

@@ -15,8 +15,8 @@ from types import TracebackType
 
 import numpy as np
 
+from cortexfm.atomic import save_npy_atomic
 from cortexfm.data import schema
-from cortexfm.data.npy import save_atomic
 from cortexfm.data.session import MODALITIES, Session
 
 _FOLDERS = {
@@ -82,8 +82,8 @@ class SessionWriter:
         for folder in _FOLDERS.values():
             (self._tmp / "data" / folder).mkdir(parents=True)
         meta = self._tmp / "meta" / "neurons"
-        save_atomic(meta / "unit_ids.npy", unit_ids)
-        save_atomic(meta / "cell_motor_coordinates.npy", coordinates)
+        save_npy_atomic(meta / "unit_ids.npy", unit_ids)
+        save_npy_atomic(meta / "cell_motor_coordinates.npy", coordinates)
         for name, values in (neuron_extensions or {}).items():
             if name not in schema.NEURON_EXTENSIONS:
                 raise ValueError(
@@ -94,7 +94,7 @@ class SessionWriter:
                 raise ValueError(
                     f"neuron extension {name!r} has shape {values.shape}, expected ({n},)"
                 )
-            save_atomic(meta / f"{name}.npy", values)
+            save_npy_atomic(meta / f"{name}.npy", values)
 
     @property
     def n_trials(self) -> int:
@@ -165,7 +165,7 @@ class SessionWriter:
         """Store statistics under ``meta/statistics/<key>/all/<stat>.npy``."""
         for modality, stats in values.items():
             for stat, v in stats.items():
-                save_atomic(
+                save_npy_atomic(
                     self._tmp / "meta" / "statistics" / _FOLDERS[modality] / "all" / f"{stat}.npy",
                     np.asarray(v),
                 )
@@ -179,12 +179,12 @@ class SessionWriter:
     def close(self) -> Path:
         """Write the trial metadata and move the tree into place."""
         trials = self._tmp / "meta" / "trials"
-        save_atomic(trials / "tiers.npy", np.array(self._tiers, dtype=str))
-        save_atomic(
+        save_npy_atomic(trials / "tiers.npy", np.array(self._tiers, dtype=str))
+        save_npy_atomic(
             trials / "stimulus_type.npy", np.array(self._trial_ext["stimulus_type"], dtype=str)
         )
-        save_atomic(trials / "video_id.npy", np.array(self._trial_ext["video_id"], dtype=str))
-        save_atomic(trials / "repeat.npy", np.array(self._trial_ext["repeat"], dtype=np.int64))
+        save_npy_atomic(trials / "video_id.npy", np.array(self._trial_ext["video_id"], dtype=str))
+        save_npy_atomic(trials / "repeat.npy", np.array(self._trial_ext["repeat"], dtype=np.int64))
         (self._tmp / "meta" / "session.json").write_text(json.dumps(self._info, indent=2))
         if self.path.exists():
             old = self.path.with_name(f".{self.path.name}.old")

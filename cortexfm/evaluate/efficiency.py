@@ -18,20 +18,17 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from cortexfm.data.cohort import Cohort  # noqa: E402
-from cortexfm.data.session import Session  # noqa: E402
-from cortexfm.evaluate.repeats import repeat_scores  # noqa: E402
-from cortexfm.train.checkpoint import load_checkpoint  # noqa: E402
-from cortexfm.train.transfer import first_minutes, transfer  # noqa: E402
+from cortexfm.data.cohort import Cohort
+from cortexfm.data.session import Session
+from cortexfm.evaluate.repeats import repeat_scores
+from cortexfm.train.checkpoint import load_checkpoint
+from cortexfm.train.transfer import first_minutes, transfer
 
 MODELS = ("foundation", "individual")
 
@@ -126,7 +123,7 @@ def _fit_and_score(fit: _Fit) -> dict:
         run_dir,
         minutes=fit.minutes,
         from_scratch=fit.model == "individual",
-        overrides=[*fit.overrides, f"seed={fit.seed}"],
+        overrides=[*fit.overrides, f"train.seed={fit.seed}"],
         resume=True,
         progress=False,
     )
@@ -156,7 +153,8 @@ def summarize_efficiency(table: pd.DataFrame) -> pd.DataFrame:
 
 def plot_efficiency(table: pd.DataFrame, path: Path) -> Path:
     summary = summarize_efficiency(table)
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig = Figure(figsize=(4.5, 3.2))
+    ax = fig.subplots()
     for model, color in zip(MODELS, ("C3", "0.4"), strict=True):
         s = summary[summary.model == model]
         ax.errorbar(
@@ -174,5 +172,4 @@ def plot_efficiency(table: pd.DataFrame, path: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

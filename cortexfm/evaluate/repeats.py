@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from cortexfm.data.session import Session
-from cortexfm.evaluate.metrics import (
+from cortexfm.metrics import (
     cc_abs,
     cc_max,
     fraction_explainable_variance_explained,

@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from cortexfm.data.cohort import Cohort  # noqa: E402
-from cortexfm.evaluate.repeats import TEST_TIERS, evaluate_session  # noqa: E402
-from cortexfm.model.network import FoundationModel  # noqa: E402
+from cortexfm.data.cohort import Cohort
+from cortexfm.evaluate.repeats import TEST_TIERS, evaluate_session
+from cortexfm.model.network import FoundationModel
 
 SUMMARY_COLUMNS = (
     "cc_norm",
@@ -28,7 +25,7 @@ SUMMARY_COLUMNS = (
 )
 
 
-def summarize(table: pd.DataFrame) -> pd.DataFrame:
+def summarize_scores(table: pd.DataFrame) -> pd.DataFrame:
     """Medians per session and stimulus type (and over all sessions)."""
     columns = [c for c in SUMMARY_COLUMNS if c in table]
     per_session = table.groupby(["session_id", "stimulus_type"])[columns].median()
@@ -52,7 +49,8 @@ def summarize_by_cell_type(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_cc_norm(table: pd.DataFrame, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig = Figure(figsize=(5, 3.2))
+    ax = fig.subplots()
     for stimulus_type, group in table.groupby("stimulus_type"):
         values = group["cc_norm"].dropna() if "cc_norm" in group else pd.Series(dtype=float)
         if len(values):
@@ -68,7 +66,6 @@ def plot_cc_norm(table: pd.DataFrame, path: Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -81,7 +78,8 @@ def plot_traces(
 ) -> Path:
     """Trial-averaged recorded vs predicted traces ``[time, k]`` of example neurons."""
     k = recorded.shape[1]
-    fig, axes = plt.subplots(k, 1, figsize=(7, 1.3 * k), sharex=True, squeeze=False)
+    fig = Figure(figsize=(7, 1.3 * k))
+    axes = fig.subplots(k, 1, sharex=True, squeeze=False)
     t = np.arange(recorded.shape[0]) / frame_rate
     for i, ax in enumerate(axes[:, 0]):
         ax.plot(t, recorded[:, i], color="0.3", lw=1, label="recorded (mean of repeats)")
@@ -91,7 +89,6 @@ def plot_traces(
     axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -118,7 +115,7 @@ def evaluate_cohort(
         if example is None and "cc_norm" in table:
             example = (session, table, predictions)
     table = pd.concat(tables, ignore_index=True)
-    summary = summarize(table)
+    summary = summarize_scores(table)
     table.to_csv(out / "neurons.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     if "cell_type" in table and "cc_norm" in table:
@@ -182,7 +179,8 @@ def compare_models(summaries: dict[str, pd.DataFrame], out_dir: str | Path) -> p
         for label in summaries:
             wide[f"{label} / natural"] = wide[label] / wide.loc["natural_movie", label]
     wide.to_csv(out / "comparison.csv")
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(bars), 3.2))
+    fig = Figure(figsize=(1.2 + 1.1 * len(bars), 3.2))
+    ax = fig.subplots()
     width = 0.8 / len(bars.columns)
     for i, label in enumerate(bars.columns):
         ax.bar(np.arange(len(bars)) + i * width, bars[label], width, label=label)
@@ -195,5 +193,4 @@ def compare_models(summaries: dict[str, pd.DataFrame], out_dir: str | Path) -> p
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "comparison.png", dpi=120)
-    plt.close(fig)
     return wide.reset_index()

@@ -28,21 +28,15 @@ from scipy.optimize import curve_fit
 from tqdm.auto import tqdm
 
 from cortexfm.model.network import FoundationModel
-from cortexfm.sim.tuning import selectivity
 from cortexfm.stimuli import Monitor, directional_pink_noise, drifting_grating
+from cortexfm.stimuli.geometry import to_grey_levels
+from cortexfm.stimuli.tuning import DIRECTIONS_16, TUNING_SPATIAL_FREQUENCIES, selectivity
 
-DIRECTIONS = np.arange(16) * 22.5
-GRATING_SF = (0.03, 0.06, 0.12)
+DIRECTIONS = DIRECTIONS_16  # the 16 directions of every tuning experiment
+GRATING_SF = TUNING_SPATIAL_FREQUENCIES
 BURN_IN = 16
 #: Frames a most exciting input is shown for (a short video is looped to this length).
 MEI_PRESENT_FRAMES = 48
-
-
-def _neutral_state(model: FoundationModel, session_id: str, batch: int, frames: int):
-    norm = model.session(session_id).normalization
-    behavior = norm.behavior_mean.expand(batch, frames, 2).cpu().numpy()
-    pupil = norm.pupil_mean.expand(batch, frames, 2).cpu().numpy()
-    return behavior, pupil
 
 
 @torch.no_grad()
@@ -58,7 +52,9 @@ def mean_responses(
     out = []
     for start in range(0, len(videos), batch):
         chunk = videos[start : start + batch].astype(np.float32)
-        behavior, pupil = _neutral_state(model, session_id, len(chunk), chunk.shape[1])
+        behavior, pupil = (
+            np.tile(x, (len(chunk), chunk.shape[1], 1)) for x in model.resting_inputs(session_id)
+        )
         responses, _ = model.predict(session_id, chunk, behavior, pupil)
         out.append(responses[:, burn_in:].mean(1).cpu().numpy())
     return np.concatenate(out)
@@ -257,17 +253,18 @@ def receptive_fields(
     az, el = monitor.grid()
     xs = np.linspace(az.min(), az.max(), grid[1] + 2)[1:-1]
     ys = np.linspace(el.min(), el.max(), grid[0] + 2)[1:-1]
-    grey = 127.5
     videos = []
     for polarity in (1.0, -1.0):
         for y in ys:
             for x in xs:
                 dot = polarity * np.exp(-((az - x) ** 2 + (el - y) ** 2) / (2 * dot_size_deg**2))
-                clip = np.full((BURN_IN + dot_frames + gap_frames, *az.shape), grey)
-                clip[BURN_IN : BURN_IN + dot_frames] = grey + 127.5 * dot
+                clip = np.full((BURN_IN + dot_frames + gap_frames, *az.shape), to_grey_levels(0.0))
+                clip[BURN_IN : BURN_IN + dot_frames] = to_grey_levels(dot)
                 videos.append(clip)
     videos = np.stack(videos)
-    baseline = mean_responses(model, session_id, np.full((1, *videos.shape[1:]), grey))
+    baseline = mean_responses(
+        model, session_id, np.full((1, *videos.shape[1:]), to_grey_levels(0.0))
+    )
     responses = mean_responses(model, session_id, videos) - baseline  # [2 * cells, neurons]
     maps = responses.reshape(2, grid[0], grid[1], -1).clip(min=0).sum(0).transpose(2, 0, 1)
     gx, gy = np.meshgrid(xs, ys)
@@ -319,8 +316,10 @@ def most_exciting_inputs(
     x.requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=lr)
     kernel = _gaussian_kernel(smooth_sigma)
-    behavior = torch.zeros(k, present_frames, 2)
-    pupil = torch.zeros(k, present_frames, 2)
+    behavior, pupil = (
+        torch.as_tensor(np.tile(x, (k, present_frames, 1)))
+        for x in model.resting_inputs(session_id)
+    )
     was_training = model.training
     model.eval()
     index = torch.as_tensor(np.asarray(neurons), dtype=torch.long)
@@ -331,8 +330,8 @@ def most_exciting_inputs(
         video = torch.roll(video, shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
         repeats = -(-present_frames // frames)
         video = video.repeat(1, repeats, 1, 1)[:, :present_frames]
-        normalised = (127.5 + 127.5 * video - norm.video_mean) / norm.video_std
-        out, _ = model(session_id, normalised, behavior, pupil, sample=False)
+        inputs = norm.inputs(to_grey_levels(video), behavior, pupil)
+        out, _ = model(session_id, *inputs, sample=False)
         # batch element i is optimised for neuron index[i]
         activation = out[:, BURN_IN // 2 :, :].gather(
             2, index.view(k, 1, 1).expand(k, out.shape[1] - BURN_IN // 2, 1)
@@ -346,7 +345,7 @@ def most_exciting_inputs(
         optimizer.step()
     model.train(was_training)
     with torch.no_grad():
-        return (127.5 + 127.5 * _constrain(x, contrast)).clamp(0, 255).numpy()
+        return to_grey_levels(_constrain(x, contrast)).clamp(0, 255).numpy()
 
 
 def _constrain(x: torch.Tensor, contrast: float) -> torch.Tensor:

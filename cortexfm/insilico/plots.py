@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def plot_tuning_curves(
@@ -20,7 +17,8 @@ def plot_tuning_curves(
     reference: np.ndarray | None = None,
 ) -> Path:
     k = len(curves)
-    fig, axes = plt.subplots(1, k, figsize=(2.2 * k, 2), squeeze=False)
+    fig = Figure(figsize=(2.2 * k, 2))
+    axes = fig.subplots(1, k, squeeze=False)
     for i, ax in enumerate(axes[0]):
         ax.plot(directions, curves[i], "o-", color="C3", ms=3, label="in silico")
         if reference is not None:
@@ -33,7 +31,6 @@ def plot_tuning_curves(
     axes[0, 0].set_xlabel("direction (deg)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -41,7 +38,8 @@ def plot_receptive_fields(
     maps: np.ndarray, azimuth, elevation, unit_ids, path: Path, truth: np.ndarray | None = None
 ) -> Path:
     k = len(maps)
-    fig, axes = plt.subplots(1, k, figsize=(2.4 * k, 1.6), squeeze=False)
+    fig = Figure(figsize=(2.4 * k, 1.6))
+    axes = fig.subplots(1, k, squeeze=False)
     extent = (azimuth[0], azimuth[-1], elevation[0], elevation[-1])
     for i, ax in enumerate(axes[0]):
         ax.imshow(maps[i], origin="lower", extent=extent, cmap="magma", aspect="auto")
@@ -51,7 +49,6 @@ def plot_receptive_fields(
         ax.tick_params(labelsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -59,7 +56,8 @@ def plot_meis(meis: np.ndarray, unit_ids, path: Path, max_frames: int = 4) -> Pa
     """``meis [neurons, frames, H, W]``: one row per neuron, up to ``max_frames`` frames."""
     k, shown = len(meis), min(meis.shape[1], max_frames)
     step = max(1, meis.shape[1] // shown)
-    fig, axes = plt.subplots(k, shown, figsize=(2.2 * shown, 1.4 * k), squeeze=False)
+    fig = Figure(figsize=(2.2 * shown, 1.4 * k))
+    axes = fig.subplots(k, shown, squeeze=False)
     for i in range(k):
         for j in range(shown):
             ax = axes[i, j]
@@ -70,7 +68,6 @@ def plot_meis(meis: np.ndarray, unit_ids, path: Path, max_frames: int = 4) -> Pa
             ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -81,7 +78,8 @@ def plot_scatter(
     ylabel: str = "in silico",
 ) -> Path:
     k = len(pairs)
-    fig, axes = plt.subplots(1, k, figsize=(2.8 * k, 2.7), squeeze=False)
+    fig = Figure(figsize=(2.8 * k, 2.7))
+    axes = fig.subplots(1, k, squeeze=False)
     for ax, (name, (x, y)) in zip(axes[0], pairs.items(), strict=True):
         ok = np.isfinite(x) & np.isfinite(y)
         ax.scatter(x[ok], y[ok], s=3, alpha=0.4)
@@ -94,5 +92,4 @@ def plot_scatter(
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

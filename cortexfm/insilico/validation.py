@@ -14,7 +14,6 @@ import numpy as np
 
 from cortexfm.data.loader import repeat_groups
 from cortexfm.data.session import Session
-from cortexfm.evaluate.metrics import cc_max
 from cortexfm.insilico.experiments import (
     BURN_IN,
     DIRECTIONS,
@@ -32,9 +31,11 @@ from cortexfm.insilico.plots import (
     plot_scatter,
     plot_tuning_curves,
 )
+from cortexfm.metrics import cc_max
 from cortexfm.model.network import FoundationModel
+from cortexfm.sim.behavior import RESTING_BEHAVIOR
 from cortexfm.sim.cohort import load_ground_truth, rebuild_simulator
-from cortexfm.sim.tuning import selectivity
+from cortexfm.stimuli.tuning import selectivity
 
 
 def recorded_cc_max(session: Session, tier: str = "oracle") -> np.ndarray:
@@ -56,7 +57,7 @@ def simulator_tuning_curves(
     rng = np.random.default_rng(seed)
     videos = tuning_stimuli(stimulus, simulator.monitor, n_frames)
     frames = videos.reshape(-1, *videos.shape[2:])
-    behavior = np.tile([50.0, 0.0], (len(frames), 1))
+    behavior = np.tile(RESTING_BEHAVIOR, (len(frames), 1))
     gaze = np.zeros((len(frames), 2))
     if repeats == 0:
         traces = simulator.rates(frames, behavior, gaze)
@@ -71,7 +72,7 @@ def _direction_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs((a - b + 180) % 360 - 180)
 
 
-def validate_session(
+def validate_against_truth(
     model: FoundationModel,
     session: Session,
     out_dir: str | Path,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cortexfm.data.statistics import Normalizer
+from cortexfm.data.statistics import Normalizer, to_model_units, to_raw_units
 from cortexfm.model.config import ModelConfig
 from cortexfm.model.core import Core, CoreState
 from cortexfm.model.loss import output_nonlinearity
@@ -63,14 +63,20 @@ class Normalization(nn.Module):
         )
 
     def inputs(self, video: Tensor, behavior: Tensor, pupil_center: Tensor) -> tuple:
+        """Raw inputs -> the model's units."""
         return (
-            (video - self.video_mean) / self.video_std,
-            (behavior - self.behavior_mean) / self.behavior_std,
-            (pupil_center - self.pupil_mean) / self.pupil_std,
+            to_model_units(video, self.video_mean, self.video_std),
+            to_model_units(behavior, self.behavior_mean, self.behavior_std),
+            to_model_units(pupil_center, self.pupil_mean, self.pupil_std),
         )
 
+    def targets(self, responses: Tensor) -> Tensor:
+        """Raw recorded responses -> the model's units (what the loss compares with)."""
+        return to_model_units(responses, self.response_shift, self.response_scale)
+
     def responses(self, normalised: Tensor) -> Tensor:
-        return normalised * self.response_scale + self.response_shift
+        """Predicted responses in the model's units -> raw units."""
+        return to_raw_units(normalised, self.response_shift, self.response_scale)
 
 
 class SessionModules(nn.Module):
@@ -134,6 +140,18 @@ class FoundationModel(nn.Module):
 
     def n_neurons(self, session_id: str) -> int:
         return self.session(session_id).readout.n_neurons
+
+    def resting_inputs(self, session_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """The session's training means, raw: ``behavior [2]`` and ``pupil_center [2]``.
+
+        What in-silico experiments and ``cortexfm predict`` hold behaviour and gaze at when
+        they are not given (stored with the weights, so no data are needed).
+        """
+        norm = self.session(session_id).normalization
+        return (
+            norm.behavior_mean.detach().cpu().numpy().astype(np.float32),
+            norm.pupil_mean.detach().cpu().numpy().astype(np.float32),
+        )
 
     # -- forward ------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Predictions for users: any movie through a trained twin, and the Sensorium 2023 submission."""
 
-from cortexfm.predict.stream import PredictionResult, predict_movie, resting_inputs
+from cortexfm.predict.stream import PredictionResult, predict_movie
 from cortexfm.predict.submission import sensorium2023_submission
 
-__all__ = ["PredictionResult", "predict_movie", "resting_inputs", "sensorium2023_submission"]
+__all__ = ["PredictionResult", "predict_movie", "sensorium2023_submission"]

@@ -56,15 +56,6 @@ class PredictionResult:
         return self.frames / self.seconds if self.seconds > 0 else float("nan")
 
 
-def resting_inputs(model: FoundationModel, session_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """The session's training means: ``behavior [2]`` and ``pupil_center [2]`` (raw units)."""
-    norm = model.session(session_id).normalization
-    return (
-        norm.behavior_mean.detach().cpu().numpy().astype(np.float32),
-        norm.pupil_mean.detach().cpu().numpy().astype(np.float32),
-    )
-
-
 def load_signal(path: str | Path, name: str) -> np.ndarray:
     """A ``[time, 2]`` behaviour or pupil-centre array from ``.npy`` (``[2, time]`` accepted)."""
     path = Path(path)
@@ -243,7 +234,7 @@ def predict_movie(
         raise ValueError(f"--out must end in {' or '.join(OUTPUT_FORMATS)}, got {out.name!r}")
     model.session(session_id)  # a clear error for an unknown session
     indices, ids = select_neurons(model, session_id, unit_ids)
-    rest_behavior, rest_pupil = resting_inputs(model, session_id)
+    rest_behavior, rest_pupil = model.resting_inputs(session_id)
     select = None if len(indices) == model.n_neurons(session_id) else indices
     if chunk < 1 or segments < 1 or warmup < 0:
         raise ValueError(

@@ -14,6 +14,11 @@ EYE_PX_PER_DEG = 2.0
 PUPIL_CENTER_REST = np.array([120.0, 120.0])
 
 
+#: The simulated animal at rest: pupil at its typical dilation (50 a.u.), not running. Behaviour
+#: gains are relative to it (``cortexfm.sim.response``).
+RESTING_BEHAVIOR = (50.0, 0.0)
+
+
 def _ou(rng: np.random.Generator, n: int, tau: float, sigma: float) -> np.ndarray:
     """Ornstein-Uhlenbeck process with time constant ``tau`` frames and s.d. ``sigma``."""
     a = np.exp(-1.0 / tau)

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.signal import lfilter
 
+from cortexfm.sim.behavior import RESTING_BEHAVIOR
 from cortexfm.sim.population import Population
 from cortexfm.stimuli import Monitor, natural_movie
 
@@ -187,7 +188,7 @@ class ResponseModel:
         drive = self.drive(frames, gaze)
         log_gain = (
             p["running_gain"][None] * behavior[:, 1:2] / 10
-            + p["pupil_gain"][None] * (behavior[:, 0:1] - 50) / 10
+            + p["pupil_gain"][None] * (behavior[:, 0:1] - RESTING_BEHAVIOR[0]) / 10
         )
         if latents is not None and latents.shape[1]:
             log_gain = log_gain + latents @ self.loadings

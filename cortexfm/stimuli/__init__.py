@@ -5,7 +5,6 @@ from cortexfm.stimuli.geometry import Monitor, Stimulus, concatenate, to_uint8
 from cortexfm.stimuli.natural import dead_leaves, film, load_images, natural_movie
 from cortexfm.stimuli.parametric import (
     BLANK_SECONDS,
-    DIRECTIONS_16,
     OOD_FAMILIES,
     directional_pink_noise,
     drifting_gabor,
@@ -17,6 +16,7 @@ from cortexfm.stimuli.parametric import (
     random_dot_kinematogram,
     sparse_noise,
 )
+from cortexfm.stimuli.tuning import DIRECTIONS_16, selectivity
 
 __all__ = [
     "BLANK_SECONDS",
@@ -37,6 +37,7 @@ __all__ = [
     "natural_movie",
     "ood_clip",
     "random_dot_kinematogram",
+    "selectivity",
     "sparse_noise",
     "to_uint8",
 ]

@@ -70,9 +70,14 @@ class Stimulus:
         return int(self.frames.shape[0])
 
 
+def to_grey_levels(luminance):
+    """Luminance in [-1, 1] (0 = mean grey) -> grey levels 0-255 (numpy or torch, unrounded)."""
+    return 127.5 + 127.5 * luminance
+
+
 def to_uint8(luminance: np.ndarray) -> np.ndarray:
     """Map luminance in [-1, 1] (0 = mean grey) to uint8 pixels."""
-    return np.clip(np.round(127.5 + 127.5 * luminance), 0, 255).astype(np.uint8)
+    return np.clip(np.round(to_grey_levels(luminance)), 0, 255).astype(np.uint8)
 
 
 def concatenate(stimuli: list[Stimulus], stimulus_type: str | None = None) -> Stimulus:

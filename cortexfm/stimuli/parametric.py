@@ -13,6 +13,7 @@ import pandas as pd
 from scipy import ndimage
 
 from cortexfm.stimuli.geometry import Monitor, Stimulus, to_uint8
+from cortexfm.stimuli.tuning import DIRECTIONS_16
 
 
 def _check(**values: float) -> None:
@@ -262,8 +263,8 @@ OOD_FAMILIES = (
     "directional_pink_noise",
     "static_images",
 )
-#: 16 directions used by the directional families.
-DIRECTIONS_16 = np.arange(16) * 22.5
+#: Spatial frequencies (cycles/deg) of the test suite's gratings and Gabors.
+TEST_SPATIAL_FREQUENCIES = (0.02, 0.04, 0.08)
 #: Grey screen between stimulus blocks, seconds (real protocols have inter-stimulus blanks).
 BLANK_SECONDS = 0.5
 #: Contrasts of the local Gabors: log-uniform over the range real experiments use.
@@ -309,7 +310,7 @@ def ood_clip(
                     monitor,
                     block,
                     direction,
-                    spatial_frequency=float(rng.choice([0.02, 0.04, 0.08])),
+                    spatial_frequency=float(rng.choice(TEST_SPATIAL_FREQUENCIES)),
                     temporal_frequency=float(rng.choice([1.0, 2.0, 4.0])),
                     size=float(rng.uniform(10, 25)),
                     position=(
@@ -325,7 +326,7 @@ def ood_clip(
                     monitor,
                     2 * block,
                     float(rng.choice(DIRECTIONS_16[::2])),
-                    spatial_frequency=float(rng.choice([0.02, 0.04, 0.08])),
+                    spatial_frequency=float(rng.choice(TEST_SPATIAL_FREQUENCIES)),
                     temporal_frequency=float(rng.choice([1.0, 2.0, 4.0])),
                     contrast=1.0,
                 )

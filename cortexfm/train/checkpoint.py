@@ -10,8 +10,6 @@ best score, optimizer hyper-parameters, JSON).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 import cortexfm
+from cortexfm.atomic import write_bytes_atomic
 from cortexfm.data.statistics import Normalizer
 from cortexfm.model.network import FoundationModel, SessionInfo
 from cortexfm.train.config import RunConfig
@@ -77,18 +76,7 @@ def save_checkpoint(
         "trainer": json.dumps(trainer or {}),
     }
     data = save_bytes(tensors, metadata=metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data, durable=True)
     return path
 
 

@@ -19,6 +19,8 @@ from cortexfm.train.validation import check_rule
 
 @dataclass
 class TrainConfig:
+    # "gaussian" (real-valued responses) also makes the readout's output linear
+    # (model.readout.output=identity) unless the config sets that output itself
     loss: Literal["poisson", "gaussian"] = "poisson"
     response_transform: Literal["scale", "shift"] = "scale"  # "shift" for ΔF/F with poisson
     window: int = 64  # frames per training window
@@ -120,13 +122,29 @@ def load_run_config(
             ) from None
     if preset_name is not None:
         data["preset"] = preset_name
-    config = RunConfig.from_dict(data)
-    overrides = list(overrides or [])
-    model_overrides = [o[len("model.") :] for o in overrides if o.startswith("model.")]
-    train_overrides = [o[len("train.") :] for o in overrides if o.startswith("train.")]
-    bad = [o for o in overrides if not o.startswith(("model.", "train."))]
-    if bad:
-        raise ValueError(f"override(s) {bad} must start with model. or train. (e.g. train.lr=1e-3)")
-    config.model = apply_overrides(config.model, model_overrides)
-    config.train = apply_overrides(config.train, train_overrides)
+    config = with_overrides(RunConfig.from_dict(data), overrides or [])
+    output_chosen = "output" in data.get("model", {}).get("readout", {}) or any(
+        o.startswith("model.readout.output=") for o in overrides or []
+    )
+    if config.train.loss == "gaussian" and not output_chosen:
+        # real-valued targets (ΔF/F, z-scores) go below zero: no positive output nonlinearity
+        config.model.readout.output = "identity"
     return config
+
+
+def with_overrides(
+    config: RunConfig, overrides: list[str], sections: tuple[str, ...] = ("model", "train")
+) -> RunConfig:
+    """A copy of ``config`` with dotted ``model.*`` / ``train.*`` overrides, the same names in
+    every command (``train.max_steps=300``); ``sections`` limits which may change."""
+    bad = [o for o in overrides if not o.startswith(tuple(f"{s}." for s in sections))]
+    if bad:
+        allowed = " or ".join(f"{s}." for s in sections)
+        raise ValueError(f"override(s) {bad} must start with {allowed} (e.g. train.lr=1e-3)")
+    model = [o[len("model.") :] for o in overrides if o.startswith("model.")]
+    train = [o[len("train.") :] for o in overrides if o.startswith("train.")]
+    return RunConfig(
+        preset=config.preset,
+        model=apply_overrides(config.model, model),
+        train=apply_overrides(config.train, train),
+    )

@@ -31,7 +31,6 @@ import torch
 from torch import Tensor
 
 from cortexfm.data.session import Session
-from cortexfm.data.statistics import Normalizer
 from cortexfm.model.network import FoundationModel
 
 #: Largest feature buffer (bytes) the search keeps in memory; fewer frames for bigger cores.
@@ -43,7 +42,6 @@ def collect_features(
     model: FoundationModel,
     session: Session,
     trial_ids: np.ndarray,
-    normalizer: Normalizer,
     *,
     max_frames: int,
     burn_in: int,
@@ -57,15 +55,16 @@ def collect_features(
         trial = session.trial(int(trial_id))
         if trial.n_frames <= burn_in:
             continue
+        norm = model.session(session.session_id).normalization
         inputs = [
-            torch.as_tensor(normalizer.transform(m, getattr(trial, m)), device=device)[None]
+            torch.as_tensor(getattr(trial, m), device=device)[None]
             for m in ("video", "behavior", "pupil_center")
         ]
-        f, _ = model.features(session.session_id, *inputs)
+        f, _ = model.features(session.session_id, *norm.inputs(*inputs))
         keep = min(trial.n_frames - burn_in, max_frames - total)
         features.append(f[0, burn_in : burn_in + keep].float())
-        y = normalizer.transform("responses", trial.responses)
-        responses.append(torch.as_tensor(y[burn_in : burn_in + keep], device=device).float())
+        y = norm.targets(torch.as_tensor(trial.responses[burn_in : burn_in + keep], device=device))
+        responses.append(y.float())
         total += keep
     if not features:
         raise ValueError(
@@ -152,7 +151,6 @@ def search_positions(
     model: FoundationModel,
     session: Session,
     trial_ids: np.ndarray,
-    normalizer: Normalizer,
     *,
     max_frames: int,
     burn_in: int,
@@ -173,7 +171,6 @@ def search_positions(
             model,
             session,
             trial_ids,
-            normalizer,
             max_frames=frames,
             burn_in=burn_in,
             device=device,

@@ -30,7 +30,7 @@ from cortexfm.data.cohort import Cohort
 from cortexfm.data.loader import TrainingWindows, WindowConfig
 from cortexfm.data.session import Session
 from cortexfm.data.statistics import Normalizer, check_response_sign, session_statistics
-from cortexfm.evaluate.metrics import correlation
+from cortexfm.metrics import correlation
 from cortexfm.model.loss import response_loss
 from cortexfm.model.network import FoundationModel, SessionInfo
 from cortexfm.train import distributed
@@ -179,9 +179,8 @@ def validation_correlation(
             ]
             out, _ = model(session.session_id, *norm.inputs(*inputs), sample=False)
             predictions.append(out[0, burn_in:].float().cpu().numpy())
-            scale = norm.response_scale.cpu().numpy()
-            shift = norm.response_shift.cpu().numpy()
-            targets.append((trial.responses[burn_in:] - shift) / scale)
+            recorded = torch.as_tensor(trial.responses[burn_in:], device=device)
+            targets.append(norm.targets(recorded).cpu().numpy())
         if predictions:
             r = correlation(np.concatenate(predictions), np.concatenate(targets))
             scores[session.session_id] = float(np.nanmean(r))
@@ -463,7 +462,6 @@ class Trainer:
                 self.model,
                 session,
                 self.windows.trials(index),
-                self.windows.normalizers[session.session_id],
                 max_frames=t.position_search_frames,
                 burn_in=t.burn_in,
                 device=self.device,

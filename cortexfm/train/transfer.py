@@ -20,20 +20,19 @@ import numpy as np
 from cortexfm.data.cohort import Cohort
 from cortexfm.data.schema import TRAIN_TIER
 from cortexfm.data.session import Session
-from cortexfm.model.config import apply_overrides
 from cortexfm.train.checkpoint import load_checkpoint
-from cortexfm.train.config import RunConfig
+from cortexfm.train.config import RunConfig, with_overrides
 from cortexfm.train.trainer import TrainResult, build_model, init_biases, session_info, train
 
-#: Training settings of a transfer run unless overridden.
-TRANSFER_DEFAULTS = (
-    "max_steps=600",
-    "steps_per_epoch=50",
-    "warmup_steps=50",
-    "early_stopping_patience=4",
-    "max_minutes=0",
-    "position_search_steps=[0, 100]",
-)
+#: Training settings of a transfer run unless overridden (``train.*`` overrides come after).
+TRANSFER_DEFAULTS = {
+    "max_steps": 600,
+    "steps_per_epoch": 50,
+    "warmup_steps": 50,
+    "early_stopping_patience": 4,
+    "max_minutes": 0.0,
+    "position_search_steps": (0, 100),
+}
 
 
 def first_minutes(session: Session, minutes: float | None) -> np.ndarray:
@@ -51,9 +50,11 @@ def first_minutes(session: Session, minutes: float | None) -> np.ndarray:
 def transfer_config(
     foundation: RunConfig, overrides: list[str], *, from_scratch: bool
 ) -> RunConfig:
-    train_config = apply_overrides(foundation.train, [*TRANSFER_DEFAULTS, *overrides])
-    train_config = replace(train_config, freeze_core=not from_scratch)
-    return RunConfig(preset=foundation.preset, model=foundation.model, train=train_config)
+    """The foundation's config with :data:`TRANSFER_DEFAULTS`, then ``train.*`` overrides (the
+    model is the foundation's, so ``model.*`` cannot change)."""
+    train_config = replace(foundation.train, **TRANSFER_DEFAULTS, freeze_core=not from_scratch)
+    config = RunConfig(preset=foundation.preset, model=foundation.model, train=train_config)
+    return with_overrides(config, overrides, sections=("train",))
 
 
 def transfer(
@@ -68,7 +69,7 @@ def transfer(
     progress: bool = True,
 ) -> TrainResult:
     """Fit the new mice of ``cohort`` (see the module docstring); ``overrides`` are
-    ``train.*`` fields without the prefix, e.g. ``["max_steps=300", "seed=1"]``."""
+    ``train.*`` fields as for ``cortexfm train``, e.g. ``["train.max_steps=300"]``."""
     ckpt = load_checkpoint(foundation_checkpoint)
     overlap = [s for s in cohort.session_ids if s in ckpt.model.session_ids]
     if overlap and not from_scratch:
