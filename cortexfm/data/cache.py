@@ -2,7 +2,8 @@
 
 The cache directory is ``$CORTEXFM_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/cortexfm``,
 else ``~/.cache/cortexfm``. Each session gets a sub-folder keyed by a fingerprint of its
-absolute path and metadata, so a changed tree never reuses stale values.
+absolute path and metadata (of the file itself for one-file sessions such as NWB), so a changed
+tree never reuses stale values.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def session_cache_dir(session_path: Path) -> Path:
     """A cache folder for one session tree (created on demand by writers)."""
     path = session_path.resolve()
     h = hashlib.sha1(str(path).encode())
+    if path.is_file():  # a one-file session (NWB): a changed file gets a new folder
+        st = path.stat()
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     for name in ("meta/trials/tiers.npy", "meta/neurons/unit_ids.npy", "meta/session.json"):
         f = path / name
         if f.exists():

@@ -56,18 +56,18 @@ class Cohort(Sequence[Session]):
 
 
 def open_cohort(source: str | Path | Sequence[str | Path], *, clip_frames: int = 30) -> Cohort:
-    """Open a cohort from a folder of session folders, one session folder, or a list of folders.
+    """Open a cohort from a folder of sessions (folders or NWB files), one session, or a list.
 
     Opening reads only metadata and ``.npy`` headers, never response arrays.
     """
     if isinstance(source, (str, Path)):
         root = Path(source)
-        if not root.is_dir():
+        if not root.exists():
             raise DataFormatError(root, "cohort folder does not exist")
         if is_session_folder(root):
             paths = [root]
         else:
-            paths = sorted(p for p in root.iterdir() if p.is_dir() and is_session_folder(p))
+            paths = sorted(p for p in root.iterdir() if is_session_folder(p))
             if not paths:
                 raise DataFormatError(
                     root, "no session folders (with data/ and meta/) found inside"

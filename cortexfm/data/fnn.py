@@ -45,7 +45,7 @@ FOLDERS = {
 _TRAINING_ONLY = ("training", "samples")
 
 
-def _natural_key(name: str) -> list:
+def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
@@ -139,7 +139,7 @@ class FnnSession(Session):
             if not (self.training_dir / folder).is_dir():
                 raise DataFormatError(self.training_dir / folder, "folder is missing")
         names = sorted(
-            (p.stem for p in (self.training_dir / "training").glob("*.npy")), key=_natural_key
+            (p.stem for p in (self.training_dir / "training").glob("*.npy")), key=natural_key
         )
         if not names:
             raise DataFormatError(self.training_dir / "training", "no .npy trial files")
@@ -177,9 +177,9 @@ class FnnSession(Session):
         stimuli = self._evaluation_folder("stimuli")
         out = []
         for video_dir in sorted(
-            (p for p in stimuli.iterdir() if p.is_dir()), key=lambda p: _natural_key(p.name)
+            (p for p in stimuli.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name)
         ):
-            names = sorted((p.stem for p in video_dir.glob("*.npy")), key=_natural_key)
+            names = sorted((p.stem for p in video_dir.glob("*.npy")), key=natural_key)
             for folder in FOLDERS.values():
                 for name in names:
                     f = self._evaluation_folder(folder) / video_dir.name / f"{name}.npy"

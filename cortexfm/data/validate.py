@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from cortexfm.data.errors import DataFormatError
 from cortexfm.data.fnn import is_fnn_folder
 from cortexfm.data.gaps import INPUT_MODALITIES, frame_ranges
-from cortexfm.data.layouts import is_session_folder, open_session
+from cortexfm.data.layouts import LAYOUT_NAMES, is_session_folder, open_session
 from cortexfm.data.session import (
     MODALITIES,
     DynamicSession,
@@ -117,9 +117,12 @@ def summarize_session(session: Session) -> dict:
     return {
         "session_id": session.session_id,
         "layout": session.layout,
+        "format": LAYOUT_NAMES.get(session.layout, session.layout),
+        "read_from": session.info.get("responses_from"),
         "neurons": session.n_neurons,
         "trials": session.n_trials,
         "frame_size": list(session.frame_size),
+        "frame_rate": session.frame_rate,
         "minutes": round(float(lengths.sum()) / session.frame_rate / 60, 2),
         "tiers": per_tier,
     }
@@ -148,13 +151,16 @@ def validate_session(path: Path, progress: bool = True) -> SessionReport:
 def validate_tree(path: str | Path, progress: bool = True) -> list[SessionReport]:
     """Validate one session folder or every session folder inside ``path``."""
     root = Path(path)
-    if not root.is_dir():
+    if not root.exists():
         return [SessionReport(root, [f"{root}: folder does not exist"])]
     if is_session_folder(root) or (root / "data").is_dir() or is_fnn_folder(root):
         return [validate_session(root, progress)]
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if not root.is_dir():
+        return [SessionReport(root, [f"{root}: not a session folder or .nwb file"])]
     candidates = [
-        p for p in folders if (p / "data").is_dir() or (p / "meta").is_dir() or is_session_folder(p)
+        p
+        for p in sorted(root.iterdir())
+        if is_session_folder(p) or (p.is_dir() and ((p / "data").is_dir() or (p / "meta").is_dir()))
     ]
     if not candidates:
         return [SessionReport(root, [f"{root}: no session folders (with data/ and meta/) found"])]
@@ -182,9 +188,15 @@ def format_reports(reports: list[SessionReport]) -> str:
             continue
         s = r.summary
         lines.append(
-            f"✓ {s['session_id']} ({s['layout']}): {s['neurons']} neurons, {s['trials']} trials, "
+            f"✓ {s['session_id']} ({s['format']}): {s['neurons']} neurons, {s['trials']} trials, "
             f"{s['minutes']} min, frames {s['frame_size'][0]}x{s['frame_size'][1]}"
         )
+        if s["layout"] in ("nwb", "experanto"):
+            source = f"; responses from {s['read_from']}" if s.get("read_from") else ""
+            lines.append(
+                "    every signal interpolated onto the stimulus frames at "
+                f"{s['frame_rate']:g} Hz{source}"
+            )
         for tier, t in s["tiers"].items():
             lines.append(
                 f"    {tier:<17} {t['trials']:>5} trials {t['minutes']:>8.2f} min "
