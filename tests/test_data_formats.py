@@ -10,286 +10,77 @@ times with ``np.interp`` (the documented method), computed independently of the 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from cortexfm.data import open_cohort, open_session
 from cortexfm.data.errors import DataFormatError
+from cortexfm.data.synthetic import (
+    TimedRecording,
+    make_timed_recording,
+    write_timed_experanto,
+    write_timed_nwb,
+)
 from cortexfm.data.writer import SessionWriter
 
 pynwb = pytest.importorskip("pynwb", reason="pynwb (the nwb extra) is not installed")
 
-RATE = 30.0
+RATE = 30.0  # cortexfm's frame rate
 LENGTHS = [45, 60, 50, 45, 45, 45, 45]
 HASHES = ["c0", "c1", "c2", "r0", "r1", "r0", "r1"]  # r0 and r1 repeat: oracle
-GAP = 0.5  # grey seconds between trials
 FIELDS = [3, 4]  # neurons per imaging field
 FIELD_OFFSETS = [0.0, 0.071]  # scan phase of each field (NWB); experanto: one per neuron
 SIZE = (9, 16)
 
 
-class Recording:
-    """The made-up recording on one clock, and what cortexfm should read from it."""
-
-    def __init__(self, seed: int = 0) -> None:
-        rng = np.random.default_rng(seed)
-        self.starts, self.stops, frames, times = [], [], [], []
-        clips: dict[str, np.ndarray] = {}
-        t = 1.0
-        for n, h in zip(LENGTHS, HASHES, strict=True):
-            clip = clips.setdefault(h, rng.integers(0, 256, size=(n, *SIZE)).astype(np.uint8))
-            jitter = rng.uniform(-0.001, 0.001, size=n)
-            jitter[0] = 0.0
-            self.starts.append(t)
-            times.append(t + np.arange(n) / RATE + jitter)
-            frames.append(clip)
-            t += n / RATE
-            self.stops.append(t)
-            t += GAP
-        self.frames = np.concatenate(frames)
-        self.frame_times = np.concatenate(times)
-        self.end = t + 1.0
-        self.n_neurons = sum(FIELDS)
-        scan = np.arange(0.0, self.end, 1 / 6.3)
-        self.trace_times = [scan + off for off in FIELD_OFFSETS]
-        self.traces = [rng.gamma(0.5, 1.0, size=(len(scan), k)).astype(np.float32) for k in FIELDS]
-        self.traces[1][40, 2] = np.nan  # a motion-corrupted sample: a NaN gap
-        self.eye_times = np.arange(0.0, self.end, 1 / 20)
-        self.radius = (20 + rng.normal(size=len(self.eye_times))).astype(np.float32)
-        self.eye_xy = rng.normal(size=(len(self.eye_times), 2)).astype(np.float32)
-        self.tread_times = np.arange(0.0, self.end, 1 / 100)
-        self.velocity = np.abs(rng.normal(size=len(self.tread_times))).astype(np.float32)
-        self.unit_ids = np.arange(101, 101 + self.n_neurons)
-        self.coords = rng.uniform(0, 500, size=(self.n_neurons, 3)).round()
-
-    def expected_tree(self, path: Path, tiers: list[str], stimulus_type: str) -> Path:
-        """The Sensorium tree cortexfm should see (``np.interp`` at the frame grid)."""
-        writer = SessionWriter(
-            path, session_id=path.name, unit_ids=self.unit_ids, coordinates=self.coords
-        )
-        offset = 0
-        with writer:
-            for k, n in enumerate(LENGTHS):
-                grid = self.starts[k] + np.arange(n) / RATE
-                video = self.frames[offset : offset + n].astype(np.float32)
-                offset += n
-                responses = np.concatenate(
-                    [
-                        np.stack(
-                            [np.interp(grid, tt, tr[:, j]) for j in range(tr.shape[1])], axis=1
-                        )
-                        for tt, tr in zip(self.trace_times, self.traces, strict=True)
-                    ],
-                    axis=1,
-                )
-                behavior = np.stack(
-                    [
-                        np.interp(grid, self.eye_times, self.radius),
-                        np.interp(grid, self.tread_times, self.velocity),
-                    ],
-                    axis=1,
-                )
-                center = np.stack(
-                    [np.interp(grid, self.eye_times, self.eye_xy[:, j]) for j in range(2)],
-                    axis=1,
-                )
-                writer.add_trial(
-                    video=video,
-                    responses=responses.astype(np.float32),
-                    behavior=behavior.astype(np.float32),
-                    pupil_center=center.astype(np.float32),
-                    tier=tiers[k],
-                    video_id=HASHES[k],
-                    stimulus_type=stimulus_type,
-                )
-        return path
-
-
-def write_nwb(
-    rec: Recording, path: Path, *, truncate_traces: bool = False, positions: bool = True
-) -> Path:
-    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
-    from pynwb.behavior import EyeTracking, PupilTracking, SpatialSeries
-    from pynwb.epoch import TimeIntervals
-    from pynwb.image import ImageSeries
-    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel
-
-    nwb = NWBFile(
-        session_description="made-up MICrONS-like scan",
-        identifier="test",
-        session_start_time=datetime(2018, 3, 4, tzinfo=UTC),
-        session_id="scan",
+def recording(seed: int = 0) -> TimedRecording:
+    rec = make_timed_recording(
+        LENGTHS, HASHES, fields=FIELDS, field_offsets=FIELD_OFFSETS, frame_size=SIZE, seed=seed
     )
-    nwb.add_acquisition(
-        ImageSeries(
-            name="Video_stimulus_test", data=rec.frames, unit="n.a.", timestamps=rec.frame_times
-        )
+    rec.traces[1][40, 2] = np.nan  # a motion-corrupted sample: a NaN gap
+    return rec
+
+
+def expected_tree(rec: TimedRecording, path: Path, tiers: list[str], stimulus_type: str) -> Path:
+    """The Sensorium tree cortexfm should see (``np.interp`` at the frame grid)."""
+    writer = SessionWriter(
+        path, session_id=path.name, unit_ids=rec.unit_ids, coordinates=rec.coords
     )
-    nwb.add_acquisition(
-        TimeSeries(
-            name="treadmill_velocity", data=rec.velocity, unit="cm/s", timestamps=rec.tread_times
-        )
-    )
-    nwb.add_acquisition(
-        PupilTracking(
-            time_series=[
-                TimeSeries(
-                    name="pupil_major_radius",
-                    data=rec.radius,
-                    unit="px",
-                    timestamps=rec.eye_times,
-                ),
-                TimeSeries(
-                    name="pupil_minor_radius",
-                    data=rec.radius * 0.9,
-                    unit="px",
-                    timestamps=rec.eye_times,
-                ),
-            ]
-        )
-    )
-    nwb.add_acquisition(
-        EyeTracking(
-            spatial_series=SpatialSeries(
-                name="eye_position",
-                data=rec.eye_xy,
-                reference_frame="eye camera",
-                timestamps=rec.eye_times,
+    offset = 0
+    with writer:
+        for k, n in enumerate(rec.lengths):
+            grid = rec.starts[k] + np.arange(n) / RATE
+            video = rec.frames[offset : offset + n].astype(np.float32)
+            offset += n
+            responses = np.concatenate(
+                [
+                    np.stack([np.interp(grid, tt, tr[:, j]) for j in range(tr.shape[1])], axis=1)
+                    for tt, tr in zip(rec.trace_times, rec.traces, strict=True)
+                ],
+                axis=1,
             )
-        )
-    )
-    device = nwb.create_device(name="Microscope")
-    ophys = nwb.create_processing_module(name="ophys", description="processed 2p data")
-    segmentation = ImageSegmentation()
-    ophys.add(segmentation)
-    fluorescence = Fluorescence()
-    ophys.add(fluorescence)
-    first = 0
-    for f, k in enumerate(FIELDS, start=1):
-        plane = nwb.create_imaging_plane(
-            name=f"ImagingPlane{f}",
-            optical_channel=OpticalChannel(
-                name="OpticalChannel", description="green", emission_lambda=500.0
-            ),
-            description=f"field {f}",
-            device=device,
-            excitation_lambda=920.0,
-            indicator="GCaMP6s",
-            location="VISp",
-            imaging_rate=6.3,
-            grid_spacing=[2e-6, 2e-6],
-            origin_coords=[1e-4, 2e-4, 3e-4 * f],
-        )
-        seg = segmentation.create_plane_segmentation(
-            name=f"PlaneSegmentation{f}", description="rois", imaging_plane=plane
-        )
-        for column in ("unit_id", "x", "y", "z") if positions else ("unit_id",):
-            seg.add_column(name=column, description=column)
-        for j in range(k):
-            mask = np.zeros((8, 8), dtype=np.float32)
-            mask[j, j + 1] = 1.0  # row j, column j + 1
-            n = first + j
-            xyz = dict(zip("xyz", rec.coords[n], strict=True)) if positions else {}
-            seg.add_roi(image_mask=mask, unit_id=int(rec.unit_ids[n]), **xyz)
-        region = seg.create_roi_table_region(description="all rois", region=list(range(k)))
-        data, times = rec.traces[f - 1], rec.trace_times[f - 1]
-        if truncate_traces and f == 2:
-            keep = times < rec.stops[-1] - 0.5
-            data, times = data[keep], times[keep]
-        fluorescence.create_roi_response_series(
-            name=f"RoiResponseSeries{f}", data=data, rois=region, unit="a.u.", timestamps=times
-        )
-        first += k
-    clip = TimeIntervals(name="Clip", description="natural movie clips")
-    clip.add_column(name="condition_hash", description="clip id")
-    clip.add_column(name="stimulus_type", description="type")
-    clip.add_column(name="movie_name", description="source")
-    for k, h in enumerate(HASHES):
-        clip.add_row(
-            start_time=rec.starts[k],
-            stop_time=rec.stops[k],
-            condition_hash=h,
-            stimulus_type="stimulus.Clip",
-            movie_name=f"movie-{h}",
-        )
-    nwb.add_time_intervals(clip)
-    with NWBHDF5IO(str(path), "w") as io:
-        io.write(nwb)
-    return path
-
-
-def write_experanto(rec: Recording, path: Path, tiers: list[str], *, shifts=None) -> Path:
-    """The experanto layout: screen trials (video + blank between), sequences on their clocks."""
-    screen = path / "screen"
-    (screen / "data").mkdir(parents=True)
-    (screen / "meta").mkdir()
-    (screen / "meta.yml").write_text(yaml.safe_dump({"modality": "screen"}))
-    times, offset, index, trial = [], 0, 0, 0
-    for k, n in enumerate(LENGTHS):
-        name = f"{trial:05d}"
-        np.save(screen / "data" / f"{name}.npy", rec.frames[offset : offset + n])
-        meta = {
-            "modality": "video",
-            "first_frame_idx": index,
-            "num_frames": n,
-            "image_size": list(SIZE),
-            "tier": tiers[k],
-            "condition_hash": HASHES[k],
-            "stimulus_type": "natural_movie",
-        }
-        (screen / "meta" / f"{name}.yml").write_text(yaml.safe_dump(meta))
-        times.append(rec.frame_times[offset : offset + n])
-        offset, index, trial = offset + n, index + n, trial + 1
-        blank = f"{trial:05d}"  # the grey gap: one blank frame at the trial's stop
-        (screen / "meta" / f"{blank}.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "modality": "blank",
-                    "first_frame_idx": index,
-                    "num_frames": 1,
-                    "image_size": list(SIZE),
-                    "interleave_value": 128,
-                }
+            behavior = np.stack(
+                [
+                    np.interp(grid, rec.eye_times, rec.radius),
+                    np.interp(grid, rec.tread_times, rec.velocity),
+                ],
+                axis=1,
             )
-        )
-        times.append(np.array([rec.stops[k]]))
-        index, trial = index + 1, trial + 1
-    np.save(screen / "timestamps.npy", np.concatenate(times))
-
-    def sequence(name: str, data: np.ndarray, rate: float, start: float, memmap: bool, phase=None):
-        folder = path / name
-        (folder / "meta").mkdir(parents=True)
-        meta = {
-            "modality": "sequence",
-            "sampling_rate": rate,
-            "start_time": start,
-            "end_time": start + (len(data) - 1) / rate,
-            "n_signals": data.shape[1],
-            "n_timestamps": len(data),
-            "dtype": "float32",
-            "is_mem_mapped": memmap,
-        }
-        if memmap:
-            data.astype(np.float32).tofile(folder / "data.mem")
-        else:
-            np.save(folder / "data.npy", data.astype(np.float32))
-        if phase is not None:
-            np.save(folder / "meta" / "phase_shifts.npy", phase)
-        (folder / "meta.yml").write_text(yaml.safe_dump(meta))
-        return folder
-
-    responses = np.concatenate(rec.traces, axis=1)
-    phase = np.repeat(FIELD_OFFSETS, FIELDS) if shifts is None else shifts
-    folder = sequence("responses", responses, 6.3, 0.0, True, phase)
-    np.save(folder / "meta" / "unit_ids.npy", rec.unit_ids)
-    np.save(folder / "meta" / "cell_motor_coordinates.npy", rec.coords)
-    eye = np.column_stack([rec.eye_xy, rec.radius])
-    sequence("eye_tracker", eye, 20.0, 0.0, False)
-    sequence("treadmill", rec.velocity[:, None], 100.0, 0.0, False)
+            center = np.stack(
+                [np.interp(grid, rec.eye_times, rec.eye_xy[:, j]) for j in range(2)],
+                axis=1,
+            )
+            writer.add_trial(
+                video=video,
+                responses=responses.astype(np.float32),
+                behavior=behavior.astype(np.float32),
+                pupil_center=center.astype(np.float32),
+                tier=tiers[k],
+                video_id=rec.hashes[k],
+                stimulus_type=stimulus_type,
+            )
     return path
 
 
@@ -321,9 +112,9 @@ NWB_TIERS = ["train", "train", "train", "oracle", "oracle", "oracle", "oracle"]
 
 
 def test_nwb_session_equals_its_sensorium_tree(tmp_path):
-    rec = Recording()
-    nwb = open_session(write_nwb(rec, tmp_path / "scan.nwb"))
-    tree = open_session(rec.expected_tree(tmp_path / "tree", NWB_TIERS, "stimulus.Clip"))
+    rec = recording()
+    nwb = open_session(write_timed_nwb(rec, tmp_path / "scan.nwb"))
+    tree = open_session(expected_tree(rec, tmp_path / "tree", NWB_TIERS, "stimulus.Clip"))
     assert nwb.layout == "nwb" and nwb.session_id == "scan"
     assert_same_session(nwb, tree)
     assert any(np.isnan(nwb.read(k, "responses")).any() for k in range(nwb.n_trials)), (
@@ -337,7 +128,7 @@ def test_nwb_session_equals_its_sensorium_tree(tmp_path):
 def test_nwb_positions_from_the_roi_masks(tmp_path):
     """Without x, y, z columns a unit sits at its mask's centroid, in µm on the imaging plane
     (grid spacing 2 µm, origin (100, 200, 300 x field) µm)."""
-    session = open_session(write_nwb(Recording(), tmp_path / "s.nwb", positions=False))
+    session = open_session(write_timed_nwb(recording(), tmp_path / "s.nwb", positions=False))
     j = np.concatenate([np.arange(k) for k in FIELDS])
     field = np.repeat([1, 2], FIELDS)
     expected = np.column_stack([100 + 2.0 * (j + 1), 200 + 2.0 * j, 300.0 * field])
@@ -345,7 +136,7 @@ def test_nwb_positions_from_the_roi_masks(tmp_path):
 
 
 def test_nwb_truncated_recording_names_file_and_field(tmp_path):
-    path = write_nwb(Recording(), tmp_path / "cut.nwb", truncate_traces=True)
+    path = write_timed_nwb(recording(), tmp_path / "cut.nwb", truncate_traces=True)
     with pytest.raises(DataFormatError, match=r"cut\.nwb.*RoiResponseSeries2.*truncated"):
         open_session(path)
 
@@ -358,16 +149,16 @@ def test_nwb_not_an_nwb_file(tmp_path):
 
 
 def test_experanto_session_equals_its_sensorium_tree(tmp_path):
-    rec = Recording(seed=1)
-    exp = open_session(write_experanto(rec, tmp_path / "exp", NWB_TIERS))
-    tree = open_session(rec.expected_tree(tmp_path / "tree", NWB_TIERS, "natural_movie"))
+    rec = recording(seed=1)
+    exp = open_session(write_timed_experanto(rec, tmp_path / "exp", NWB_TIERS))
+    tree = open_session(expected_tree(rec, tmp_path / "tree", NWB_TIERS, "natural_movie"))
     assert exp.layout == "experanto"
     assert_same_session(exp, tree)
     assert not any((tmp_path / "exp").rglob("combined_meta.json")), "nothing written there"
 
 
 def test_experanto_truncated_memmap_names_file_and_field(tmp_path):
-    path = write_experanto(Recording(), tmp_path / "exp", NWB_TIERS)
+    path = write_timed_experanto(recording(), tmp_path / "exp", NWB_TIERS)
     data = path / "responses" / "data.mem"
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
     with pytest.raises(DataFormatError, match=r"data\.mem.*n_timestamps.*truncated"):
@@ -375,7 +166,7 @@ def test_experanto_truncated_memmap_names_file_and_field(tmp_path):
 
 
 def test_experanto_unknown_tier_names_the_trial_file(tmp_path):
-    path = write_experanto(Recording(), tmp_path / "exp", ["practice"] + NWB_TIERS[1:])
+    path = write_timed_experanto(recording(), tmp_path / "exp", ["practice"] + NWB_TIERS[1:])
     with pytest.raises(DataFormatError, match=r"00000\.yml.*tier 'practice'"):
         open_session(path)
 
@@ -388,8 +179,8 @@ def test_every_command_reads_both_formats(tmp_path, capsys):
 
     cohort = tmp_path / "cohort"
     cohort.mkdir()
-    write_nwb(Recording(), cohort / "scan.nwb")
-    write_experanto(Recording(seed=1), cohort / "exp", NWB_TIERS)
+    write_timed_nwb(recording(), cohort / "scan.nwb")
+    write_timed_experanto(recording(seed=1), cohort / "exp", NWB_TIERS)
     assert main(["validate", str(cohort)]) == 0
     text = capsys.readouterr().out
     assert "(NWB file)" in text and "(experanto folder)" in text and "2/2 session(s) valid" in text
@@ -412,3 +203,37 @@ def test_every_command_reads_both_formats(tmp_path, capsys):
     assert not any(
         p.name.startswith(".") or p.suffix == ".json" for p in (cohort / "exp").rglob("*")
     )
+
+
+@pytest.mark.parametrize("regular", [True, False])
+@pytest.mark.parametrize("offsets", [None, "per_column"])
+def test_timed_signal_interpolates_like_np_interp(regular, offsets):
+    """Every path of TimedSignal.sample (regular or searched samples, one clock or one per
+    column, a column subset) equals np.interp per column."""
+    from cortexfm.data.timed import TimedSignal
+
+    rng = np.random.default_rng(3)
+    n, width = 400, 6
+    times = 2.0 + np.arange(n) / 6.3
+    if not regular:
+        times = times + rng.uniform(0, 0.05, size=n)
+    data = rng.normal(size=(n, width)).astype(np.float32)
+    shift = None if offsets is None else rng.uniform(0, 0.15, size=width)
+    columns = [5, 0, 3]
+    signal = TimedSignal(
+        data,
+        times,
+        Path("x"),
+        "f",
+        columns=columns,
+        offsets=shift,
+        rate=6.3 if regular else None,
+    )
+    query = 10.0 + np.arange(64) / 30.0
+    expected = np.stack(
+        [np.interp(query, times + (0 if shift is None else shift[c]), data[:, c]) for c in columns],
+        axis=1,
+    )
+    np.testing.assert_allclose(signal.sample(query), expected, rtol=1e-6, atol=1e-6)
+    with pytest.raises(DataFormatError, match="x: f: recorded from"):
+        signal.check_covers(0.0, 5.0, "trial 0")

@@ -101,6 +101,7 @@ def read_sequence(folder: Path, columns=None) -> TimedSignal:
                 path, f"shape {data.shape}, but meta.yml's n_timestamps is {n} (truncated?)"
             )
     stamps = folder / "timestamps.npy"
+    rate = None
     if stamps.is_file():
         times = np.load(stamps)
         if times.shape != (n,):
@@ -114,7 +115,7 @@ def read_sequence(folder: Path, columns=None) -> TimedSignal:
     offsets = np.load(shifts) if shifts.is_file() else None
     if offsets is not None and offsets.shape != (width,):
         raise DataFormatError(shifts, f"shape {offsets.shape}, expected ({width},) = n_signals")
-    return TimedSignal(data, times, path, folder.name, columns=columns, offsets=offsets)
+    return TimedSignal(data, times, path, folder.name, columns=columns, offsets=offsets, rate=rate)
 
 
 class _ScreenFrames(FrameStore):
@@ -122,17 +123,26 @@ class _ScreenFrames(FrameStore):
 
     def __init__(self, rows: list[dict], files: dict[int, Path], n_frames: int, size, source):
         self.files, self.frame_size, self.source = files, size, source
+        self._open_files: dict[int, np.ndarray] = {}
         self.starts = {k: int(row["frames"][0]) for k, row in enumerate(rows)}
         self.trial_of = np.full(n_frames, -1)
         for k, row in enumerate(rows):
             self.trial_of[row["frames"]] = k
+
+    def _open(self, trial: int) -> np.ndarray:
+        """The trial's memory-mapped frames (the last few kept open)."""
+        if trial not in self._open_files:
+            if len(self._open_files) >= 64:
+                self._open_files.pop(next(iter(self._open_files)))
+            self._open_files[trial] = open_array(self.files[trial])
+        return self._open_files[trial]
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         out = np.empty((len(indices), *self.frame_size), dtype=np.float32)
         trial_of = self.trial_of[indices]
         for trial in np.unique(trial_of):
             rows = np.flatnonzero(trial_of == trial)
-            array = open_array(self.files[int(trial)])
+            array = self._open(int(trial))
             local = indices[rows] - self.starts[int(trial)]
             frames = array[None] if array.ndim == 2 else array
             out[rows] = frames[local]

@@ -62,17 +62,19 @@ def _pynwb():
 
 
 class _H5:
-    """The file's HDF5 handle, reopened in each process (forked loader workers)."""
+    """The file's HDF5 datasets by path, reopened in each process (forked loader workers)."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self._pid, self._file = path, -1, None
+        self.path, self._pid, self._datasets = path, -1, {}
 
     def __call__(self, name: str) -> Any:
         if self._pid != os.getpid():
             import h5py
 
-            self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
-        return self._file[name]
+            self._file, self._pid, self._datasets = h5py.File(self.path, "r"), os.getpid(), {}
+        if name not in self._datasets:
+            self._datasets[name] = self._file[name]
+        return self._datasets[name]
 
 
 def _times(series: Any, path: Path, what: str) -> np.ndarray:
@@ -114,11 +116,10 @@ class _NwbFrames(FrameStore):
     def read(self, indices: np.ndarray) -> np.ndarray:
         if len(indices) == 0:
             return np.zeros((0, *self.frame_size), dtype=np.float32)
-        unique, inverse = np.unique(indices, return_inverse=True)
-        data = self.h5(self.name)
+        first, last = int(indices.min()), int(indices.max())
         # one contiguous read of the span (h5py fancy indexing is slow), then pick the frames
-        block = np.asarray(data[int(unique[0]) : int(unique[-1]) + 1], dtype=np.float32)
-        out = block[unique - unique[0]][inverse]
+        block = np.asarray(self.h5(self.name)[first : last + 1], dtype=np.float32)
+        out = block[indices - first]
         return out.mean(axis=-1) if out.ndim == 4 else out
 
 

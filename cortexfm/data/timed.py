@@ -54,6 +54,7 @@ class TimedSignal:
     field: str
     columns: Sequence[int] | None = None
     offsets: np.ndarray | None = None
+    rate: float | None = None  # when the samples are regular (start + i / rate): no search
 
     def __post_init__(self) -> None:
         self.timestamps = np.asarray(self.timestamps, dtype=np.float64).reshape(-1)
@@ -80,6 +81,7 @@ class TimedSignal:
                 self.source, f"{self.field}: has {self._width} signal(s), needs columns {cols}"
             )
         self.columns = cols
+        self._subset = cols != list(range(self._width))
         if self.offsets is None:
             self.offsets = np.zeros(len(cols))
         else:
@@ -92,6 +94,8 @@ class TimedSignal:
                     f"{self.field}: {len(self.offsets)} finite offsets expected one per signal "
                     f"({len(cols)})",
                 )
+        if self.rate:  # sample position of column c at time t: t * rate - origin[c]
+            self._origin = (self.timestamps[0] + self.offsets) * self.rate
 
     @property
     def array(self) -> Any:
@@ -120,31 +124,61 @@ class TimedSignal:
             )
 
     def _rows(self, lo: int, hi: int) -> np.ndarray:
-        block = np.asarray(self.array[lo:hi], dtype=np.float64)
+        # np.array: a plain ndarray (arithmetic on np.memmap views is several times slower)
+        block = np.array(self.array[lo:hi], dtype=np.float32)
         if block.ndim == 1:
             block = block[:, None]
-        if self.columns != list(range(self._width)):
+        if self._subset:
             block = block[:, self.columns]
-        return block
+        return np.ascontiguousarray(block)
 
     def sample(self, times: np.ndarray) -> np.ndarray:
-        """Linear interpolation at ``times [T]`` -> ``[T, columns]`` float32."""
+        """Linear interpolation at increasing ``times [T]`` -> ``[T, columns]`` float32."""
         times = np.asarray(times, dtype=np.float64)
-        ts = self.timestamps
-        shared = not np.any(self.offsets)
-        query = times[:, None] - (0.0 if shared else self.offsets[None, :])
-        lower = np.clip(np.searchsorted(ts, query, side="right") - 1, 0, len(ts) - 2)
-        lo, hi = int(lower.min()), int(lower.max()) + 2
-        block = self._rows(lo, hi)
-        weight = (query - ts[lower]) / (ts[lower + 1] - ts[lower])
-        if shared:
-            k, w = lower[:, 0] - lo, weight[:, 0][:, None]
-            out = (1 - w) * block[k] + w * block[k + 1]
+        if not np.any(self.offsets):
+            return self._sample_shared(times)
+        # each column on its own clock: fractional sample positions [T, columns]
+        if self.rate:
+            position = (times * self.rate)[:, None] - self._origin[None, :]
         else:
-            cols = np.arange(self.n_columns)[None, :]
-            k = lower - lo
-            out = (1 - weight) * block[k, cols] + weight * block[k + 1, cols]
-        return out.astype(np.float32)
+            query = times[:, None] - self.offsets[None, :]
+            lower = np.searchsorted(self.timestamps, query, side="right") - 1
+            np.clip(lower, 0, len(self.timestamps) - 2, out=lower)
+            ts = self.timestamps
+            position = lower + (query - ts[lower]) / (ts[lower + 1] - ts[lower])
+        lower = position.astype(np.int64)  # positions are >= 0 (check_covers)
+        np.minimum(lower, len(self.timestamps) - 2, out=lower)
+        lo, hi = int(lower[0].min()), int(lower[-1].max()) + 2
+        block = self._rows(lo, hi)
+        weight = np.subtract(position, lower, out=position)
+        width = self.n_columns
+        index = lower - lo
+        index *= width
+        index += np.arange(width)
+        flat = block.reshape(-1)
+        before = flat.take(index)
+        out = flat.take(index + width)
+        out -= before
+        out *= weight
+        out += before
+        return out
+
+    def _sample_shared(self, times: np.ndarray) -> np.ndarray:
+        ts = self.timestamps
+        if self.rate:
+            position = (times - ts[0]) * self.rate
+            lower = np.minimum(position.astype(np.int64), len(ts) - 2)
+            weight = position - lower
+        else:
+            lower = np.clip(np.searchsorted(ts, times, side="right") - 1, 0, len(ts) - 2)
+            weight = (times - ts[lower]) / (ts[lower + 1] - ts[lower])
+        lo = int(lower[0])
+        block = self._rows(lo, int(lower[-1]) + 2)
+        before = block[lower - lo]
+        out = block[lower - lo + 1] - before
+        out *= weight.astype(np.float32)[:, None]
+        out += before
+        return out
 
 
 @dataclass
