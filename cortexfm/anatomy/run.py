@@ -44,6 +44,11 @@ TRUE_FUNCTION = (
     "true_gOSI",
     "true_gDSI",
 )
+#: Figures written in the output folder.
+FIGURES = {
+    "confusion": "confusion_barcode.png",
+    "connection_probability": "connection_probability.png",
+}
 CLASSICAL_TUNING = ("true_gOSI", "true_gDSI", "rf_size")
 POSITION = ("x", "y", "z")
 
@@ -144,7 +149,7 @@ def simulated_anatomy(
         permutations=0,
         seed=seed,
     )
-    plot_confusion(results["barcode"], out / "confusion_barcode.png")
+    plot_confusion(results["barcode"], out / FIGURES["confusion"])
     regression = regress(
         features["barcode"],
         table[["z", "rf_size", "spatial_frequency", "temporal_frequency"]],
@@ -158,7 +163,7 @@ def simulated_anatomy(
         "barcode similarity": probability_by_decile(pairs, "barcode_similarity"),
         "readout-position similarity": probability_by_decile(pairs, "position_similarity"),
     }
-    plot_connection_probability(deciles, out / "connection_probability.png")
+    plot_connection_probability(deciles, out / FIGURES["connection_probability"])
     summary = {
         "neurons": len(table),
         "cell_types": sorted(set(labels)),
@@ -213,7 +218,7 @@ def table_anatomy(
             permutations=0,
             seed=seed,
         )
-        plot_confusion(result, out / "confusion_barcode.png")
+        plot_confusion(result, out / FIGURES["confusion"])
         summary["classification"] = {
             r.name: {k: v for k, v in asdict(r).items() if k != "confusion"}
             for r in (result, baseline)
@@ -247,7 +252,8 @@ def table_anatomy(
         connectivity = connectivity_scores(pairs, seed=seed)
         connectivity.to_csv(out / "connectivity.csv", index=False)
         plot_connection_probability(
-            {"barcode similarity": probability_by_decile(pairs)}, out / "connection_probability.png"
+            {"barcode similarity": probability_by_decile(pairs)},
+            out / FIGURES["connection_probability"],
         )
         summary["connectivity"] = connectivity.to_dict(orient="records")
     (out / "anatomy.json").write_text(json.dumps(summary, indent=2, default=str))
