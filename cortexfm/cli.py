@@ -257,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cortexfm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
+    from cortexfm.train.config import config_reference
+
+    reference = config_reference()
 
     p = sub.add_parser(
         "validate",
@@ -310,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train a foundation model on a cohort (one process, or many with torchrun)",
-        epilog=EXAMPLES["train"],
+        epilog=EXAMPLES["train"] + "\n\n" + reference,
         formatter_class=fmt,
     )
     p.add_argument("--data", required=True, help="cohort folder (or one session folder)")
@@ -355,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "transfer",
         help="adapt a foundation model to new mice (frozen core), or train them from scratch",
-        epilog=EXAMPLES["transfer"],
+        epilog=EXAMPLES["transfer"] + "\n\n" + reference,
         formatter_class=fmt,
     )
     p.add_argument("checkpoint", help="the foundation model's checkpoint")
@@ -378,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "data-efficiency",
         help="foundation transfer vs individual models by minutes of new-mouse data",
-        epilog=EXAMPLES["data-efficiency"],
+        epilog=EXAMPLES["data-efficiency"] + "\n\n" + reference,
         formatter_class=fmt,
     )
     p.add_argument("checkpoint", help="the foundation model's checkpoint")
