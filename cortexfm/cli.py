@@ -136,42 +136,23 @@ def _cmd_data_efficiency(args: argparse.Namespace) -> int:
 
 
 def _cmd_anatomy(args: argparse.Namespace) -> int:
-    from cortexfm.anatomy.run import simulated_anatomy, table_anatomy
-    from cortexfm.anatomy.tables import import_cell_types, import_connections, import_morphology
+    from cortexfm.anatomy.run import describe_anatomy, run_anatomy
     from cortexfm.data import open_cohort
     from cortexfm.train import load_checkpoint
 
-    model = load_checkpoint(args.checkpoint).model
-    cohort = open_cohort(args.data)
-    if not (args.cell_types or args.morphology or args.connections):
-        summary = simulated_anatomy(model, cohort, args.out, permutations=args.permutations)
-        for name, r in summary["classification"].items():
-            print(
-                f"cell type from {name:<40} balanced accuracy {r['balanced_accuracy']:.3f} (chance {r['chance']:.3f})"
-            )
-        for r in summary["connectivity"]:
-            print(f"connection from {r['model']:<40} AUC {r['auc']:.3f}")
-    else:
-        if len(cohort) != 1:
-            raise ValueError(
-                "with user tables, --data must be one session (tables are keyed by its unit ids)"
-            )
-        summary = table_anatomy(
-            model,
-            cohort[0],
-            args.out,
-            cell_types=import_cell_types(args.cell_types, args.id_column, args.type_column)
-            if args.cell_types
-            else None,
-            morphology=import_morphology(args.morphology, args.id_column)
-            if args.morphology
-            else None,
-            connections=import_connections(args.connections) if args.connections else None,
-            permutations=args.permutations,
-        )
-        for key in ("cell_types_join", "morphology_join", "connections_join"):
-            if key in summary:
-                print(f"{key}: {summary[key]}")
+    summary = run_anatomy(
+        load_checkpoint(args.checkpoint).model,
+        open_cohort(args.data),
+        args.out,
+        cell_types=args.cell_types,
+        morphology=args.morphology,
+        connections=args.connections,
+        id_column=args.id_column,
+        type_column=args.type_column,
+        permutations=args.permutations,
+    )
+    for line in describe_anatomy(summary):
+        print(line)
     print(f"tables, plots and anatomy.json in {args.out}")
     return 0
 
@@ -202,57 +183,41 @@ def _cmd_insilico(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from cortexfm.data import open_cohort
-    from cortexfm.data.movies import FrameFormat, Movie
-    from cortexfm.predict import predict_movie, sensorium2023_submission
-    from cortexfm.predict.stream import load_signal, parse_unit_ids
+    from cortexfm.predict.run import predict_file, predict_submission
     from cortexfm.train import load_checkpoint
 
     model = load_checkpoint(args.checkpoint).model
     if args.format == "sensorium2023":
         if not (args.data and args.tiers) or args.movie:
             raise ValueError("--format sensorium2023 takes --data TREE and --tiers, no movie")
-        paths = sensorium2023_submission(
-            model, open_cohort(args.data), args.tiers.split(","), args.out
-        )
-        for path in paths:
+        for path in predict_submission(model, args.data, args.tiers.split(","), args.out):
             print(f"wrote {path}")
         return 0
     if not args.movie:
         raise ValueError(
             "give a movie (video file, .npy or image folder) or --format sensorium2023"
         )
-    session = open_cohort(args.data)[0] if args.data else None
-    session_id = args.session or (session.session_id if session else None)
-    if session_id is None:
-        if len(model.session_ids) != 1:
-            raise ValueError(f"choose a session with --session; the model has {model.session_ids}")
-        session_id = model.session_ids[0]
     height, width = (int(v) for v in args.frame_size.lower().split("x"))
-    frame_format = (
-        FrameFormat(*session.frame_size, session.frame_rate)
-        if session
-        else FrameFormat(height, width, args.frame_rate)
-    )
-    movie = Movie(args.movie, source_rate=args.fps, layout=args.layout, fit=args.fit)
-    print(f"converting {movie.describe(frame_format)}")
-    if not (args.behavior and args.pupil_center):
-        print("behaviour and eye position not given are held at the session's training means")
-    result = predict_movie(
+    result = predict_file(
         model,
-        session_id,
-        movie,
+        args.movie,
         args.out,
-        frame_format=frame_format,
-        behavior=load_signal(args.behavior, "behavior") if args.behavior else None,
-        pupil_center=load_signal(args.pupil_center, "pupil_center") if args.pupil_center else None,
-        unit_ids=parse_unit_ids(args.neurons) if args.neurons else None,
+        data=args.data,
+        session_id=args.session,
+        frame_size=(height, width),
+        frame_rate=args.frame_rate,
+        source_rate=args.fps,
+        layout=args.layout,
+        fit=args.fit,
+        behavior=args.behavior,
+        pupil_center=args.pupil_center,
+        neurons=args.neurons,
         chunk=args.chunk,
-        segments=1 if args.sequential else 8,
+        sequential=args.sequential,
     )
     print(
         f"predicted {result.neurons} neurons x {result.frames} frames "
-        f"({result.frames / frame_format.frame_rate:.1f} s at {frame_format.frame_rate:g} Hz, "
+        f"({result.frames / result.frame_rate:.1f} s at {result.frame_rate:g} Hz, "
         f"{result.frames_per_s:.0f} frames/s) into {result.path}"
     )
     return 0
@@ -292,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cortexfm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
+    from cortexfm.train.config import config_reference
+
+    reference = config_reference()
 
     p = sub.add_parser(
         "validate",
@@ -345,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train a foundation model on a cohort (one process, or many with torchrun)",
-        epilog=EXAMPLES["train"],
+        epilog=EXAMPLES["train"] + "\n\n" + reference,
         formatter_class=fmt,
     )
     p.add_argument("--data", required=True, help="cohort folder (or one session folder)")
@@ -390,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "transfer",
         help="adapt a foundation model to new mice (frozen core), or train them from scratch",
-        epilog=EXAMPLES["transfer"],
+        epilog=EXAMPLES["transfer"] + "\n\n" + reference,
         formatter_class=fmt,
     )
     p.add_argument("checkpoint", help="the foundation model's checkpoint")
@@ -413,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "data-efficiency",
         help="foundation transfer vs individual models by minutes of new-mouse data",
-        epilog=EXAMPLES["data-efficiency"],
+        epilog=EXAMPLES["data-efficiency"] + "\n\n" + reference,
         formatter_class=fmt,
     )
     p.add_argument("checkpoint", help="the foundation model's checkpoint")

@@ -23,11 +23,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from cortexfm.anatomy.run import FIGURES as ANATOMY_FIGURES
 from cortexfm.anatomy.run import simulated_anatomy
 from cortexfm.data import open_cohort
 from cortexfm.data.validate import summarize_session
+from cortexfm.evaluate.efficiency import FIGURE as EFFICIENCY_FIGURE
 from cortexfm.evaluate.efficiency import data_efficiency, summarize_efficiency
+from cortexfm.evaluate.run import FIGURES as EVALUATE_FIGURES
 from cortexfm.evaluate.run import compare_models, evaluate_cohort
+from cortexfm.insilico.plots import FIGURES as INSILICO_FIGURES
 from cortexfm.insilico.validation import validate_against_truth
 from cortexfm.report import html
 from cortexfm.sim import SimulationConfig, simulate_cohort
@@ -276,11 +280,11 @@ def write_demo_report(out: Path, config: DemoConfig) -> Path:
                     else evaluation
                 ),
                 html.figure(
-                    out / "evaluate" / "foundation" / "cc_norm.png",
+                    out / "evaluate" / "foundation" / EVALUATE_FIGURES["cc_norm"],
                     "CC_norm distribution per stimulus type",
                 ),
                 html.figure(
-                    out / "evaluate" / "foundation" / "traces.png",
+                    out / "evaluate" / "foundation" / EVALUATE_FIGURES["traces"],
                     "Recorded vs predicted (trial-averaged) responses of example neurons",
                 ),
             ],
@@ -293,7 +297,7 @@ def write_demo_report(out: Path, config: DemoConfig) -> Path:
                 ),
                 html.table(efficiency),
                 html.figure(
-                    out / "efficiency" / "data_efficiency.png",
+                    out / "efficiency" / EFFICIENCY_FIGURE,
                     "CC_norm against minutes of training data",
                 ),
             ],
@@ -306,7 +310,8 @@ def write_demo_report(out: Path, config: DemoConfig) -> Path:
                 ),
                 html.table(comparison),
                 html.figure(
-                    out / "evaluate" / "comparison.png", "Median CC_norm per stimulus family"
+                    out / "evaluate" / EVALUATE_FIGURES["comparison"],
+                    "Median CC_norm per stimulus family",
                 ),
             ],
         ),
@@ -315,22 +320,25 @@ def write_demo_report(out: Path, config: DemoConfig) -> Path:
             [
                 html.preformatted(s["insilico"]),
                 html.figure(
-                    out / "insilico" / "insilico_vs_true.png",
+                    out / "insilico" / INSILICO_FIGURES["insilico_vs_true"],
                     "In silico vs true tuning and receptive-field centres (responsive neurons)",
                 ),
                 html.figure(
-                    out / "insilico" / "invivo_vs_true.png",
+                    out / "insilico" / INSILICO_FIGURES["invivo_vs_true"],
                     "The same gratings and pink noise 'in vivo' (simulated recording) vs true",
                 ),
                 html.figure(
-                    out / "insilico" / "tuning_curves.png",
+                    out / "insilico" / INSILICO_FIGURES["tuning_curves"],
                     "Tuning curves: in silico (red) and in vivo (grey)",
                 ),
                 html.figure(
-                    out / "insilico" / "receptive_fields.png",
+                    out / "insilico" / INSILICO_FIGURES["receptive_fields"],
                     "Receptive-field maps (cyan: true centre)",
                 ),
-                html.figure(out / "insilico" / "most_exciting_inputs.png", "Most exciting inputs"),
+                html.figure(
+                    out / "insilico" / INSILICO_FIGURES["most_exciting_inputs"],
+                    "Most exciting inputs",
+                ),
             ],
         ),
         (
@@ -338,12 +346,12 @@ def write_demo_report(out: Path, config: DemoConfig) -> Path:
             [
                 html.table(classification),
                 html.figure(
-                    out / "anatomy" / "confusion_barcode.png",
+                    out / "anatomy" / ANATOMY_FIGURES["confusion"],
                     "Cell type from barcode: confusion matrix (nested CV)",
                 ),
                 html.table(pd.DataFrame(anatomy.get("connectivity", []))),
                 html.figure(
-                    out / "anatomy" / "connection_probability.png",
+                    out / "anatomy" / ANATOMY_FIGURES["connection_probability"],
                     "Connection probability by similarity decile",
                 ),
             ],

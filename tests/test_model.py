@@ -12,7 +12,7 @@ from cortexfm.data.statistics import Normalizer, Statistics
 from cortexfm.model import FoundationModel, SessionInfo, apply_overrides, preset, response_loss
 from cortexfm.model.config import ModelConfig, from_dict, to_dict
 from cortexfm.model.perspective import Perspective
-from cortexfm.train.config import load_run_config
+from cortexfm.train.config import RunConfig, load_run_config
 
 
 def _normalizer(n: int) -> Normalizer:
@@ -176,6 +176,23 @@ def test_config_overrides_files_and_round_trip(tmp_path):
     assert run.model.core.channels == preset("tiny").core.channels
     with pytest.raises(ValueError, match="must start with model. or train."):
         load_run_config(None, ["lr=3"])
+    # a value outside a field's choices names the dotted key; so does an unknown nested key
+    with pytest.raises(ValueError, match=r"train\.loss='laplace': choose one of"):
+        load_run_config(None, ["train.loss=laplace"])
+    with pytest.raises(ValueError, match=r"'model\.core\.hiden'"):
+        load_run_config(None, ["model.core.hiden=3"])
+    with pytest.raises(ValueError, match=r"model\.readout\.output='relu'"):
+        RunConfig.from_dict({"model": {"readout": {"output": "relu"}}})
+
+
+def test_every_config_key_is_in_the_help(capsys):
+    from cortexfm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["transfer", "--help"])
+    text = capsys.readouterr().out
+    assert "  train.lr = 0.003" in text
+    assert "  model.core.hidden = " in text and "(one of poisson, gaussian)" in text
 
 
 @pytest.mark.parametrize("front_end", ["contrast", "whiten", "whiten_contrast"])

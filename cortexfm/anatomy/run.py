@@ -44,6 +44,11 @@ TRUE_FUNCTION = (
     "true_gOSI",
     "true_gDSI",
 )
+#: Figures written in the output folder.
+FIGURES = {
+    "confusion": "confusion_barcode.png",
+    "connection_probability": "connection_probability.png",
+}
 CLASSICAL_TUNING = ("true_gOSI", "true_gDSI", "rf_size")
 POSITION = ("x", "y", "z")
 
@@ -144,7 +149,7 @@ def simulated_anatomy(
         permutations=0,
         seed=seed,
     )
-    plot_confusion(results["barcode"], out / "confusion_barcode.png")
+    plot_confusion(results["barcode"], out / FIGURES["confusion"])
     regression = regress(
         features["barcode"],
         table[["z", "rf_size", "spatial_frequency", "temporal_frequency"]],
@@ -158,7 +163,7 @@ def simulated_anatomy(
         "barcode similarity": probability_by_decile(pairs, "barcode_similarity"),
         "readout-position similarity": probability_by_decile(pairs, "position_similarity"),
     }
-    plot_connection_probability(deciles, out / "connection_probability.png")
+    plot_connection_probability(deciles, out / FIGURES["connection_probability"])
     summary = {
         "neurons": len(table),
         "cell_types": sorted(set(labels)),
@@ -213,7 +218,7 @@ def table_anatomy(
             permutations=0,
             seed=seed,
         )
-        plot_confusion(result, out / "confusion_barcode.png")
+        plot_confusion(result, out / FIGURES["confusion"])
         summary["classification"] = {
             r.name: {k: v for k, v in asdict(r).items() if k != "confusion"}
             for r in (result, baseline)
@@ -247,8 +252,60 @@ def table_anatomy(
         connectivity = connectivity_scores(pairs, seed=seed)
         connectivity.to_csv(out / "connectivity.csv", index=False)
         plot_connection_probability(
-            {"barcode similarity": probability_by_decile(pairs)}, out / "connection_probability.png"
+            {"barcode similarity": probability_by_decile(pairs)},
+            out / FIGURES["connection_probability"],
         )
         summary["connectivity"] = connectivity.to_dict(orient="records")
     (out / "anatomy.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def run_anatomy(
+    model: FoundationModel,
+    cohort: Cohort,
+    out_dir: str | Path,
+    *,
+    cell_types: str | Path | None = None,
+    morphology: str | Path | None = None,
+    connections: str | Path | None = None,
+    id_column: str = "unit_id",
+    type_column: str = "cell_type",
+    permutations: int = 5,
+) -> dict:
+    """``cortexfm anatomy``: against the user's tables when any is given (``cohort`` must
+    then be one session, the tables keyed by its unit ids), else against the simulator's
+    ground truth."""
+    from cortexfm.anatomy.tables import import_cell_types, import_connections, import_morphology
+
+    if not (cell_types or morphology or connections):
+        return simulated_anatomy(model, cohort, out_dir, permutations=permutations)
+    if len(cohort) != 1:
+        raise ValueError(
+            "with user tables, --data must be one session (tables are keyed by its unit ids)"
+        )
+    return table_anatomy(
+        model,
+        cohort[0],
+        out_dir,
+        cell_types=import_cell_types(cell_types, id_column, type_column) if cell_types else None,
+        morphology=import_morphology(morphology, id_column) if morphology else None,
+        connections=import_connections(connections) if connections else None,
+        permutations=permutations,
+    )
+
+
+def describe_anatomy(summary: dict) -> list[str]:
+    """The lines ``cortexfm anatomy`` prints: accuracies and AUCs, or what joined."""
+    lines = [
+        f"cell type from {name:<40} balanced accuracy {r['balanced_accuracy']:.3f} "
+        f"(chance {r['chance']:.3f})"
+        for name, r in summary.get("classification", {}).items()
+    ]
+    lines += [
+        f"connection from {r['model']:<40} AUC {r['auc']:.3f}"
+        for r in summary.get("connectivity", [])
+    ]
+    for key in ("cell_types_join", "morphology_join", "connections_join"):
+        if key in summary:
+            lines.append(f"{key}: {summary[key]}")
+    return lines

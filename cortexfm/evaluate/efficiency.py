@@ -30,6 +30,9 @@ from cortexfm.evaluate.repeats import repeat_scores
 from cortexfm.train.checkpoint import load_checkpoint
 from cortexfm.train.transfer import first_minutes, transfer
 
+#: The figure data_efficiency writes in its output folder.
+FIGURE = "data_efficiency.png"
+
 MODELS = ("foundation", "individual")
 
 
@@ -92,7 +95,7 @@ def data_efficiency(
             pool.shutdown(cancel_futures=True)
     table = pd.DataFrame([json.loads(x) for x in results_path.read_text().splitlines()])
     summarize_efficiency(table).to_csv(out / "summary.csv", index=False)
-    plot_efficiency(table, out / "data_efficiency.png")
+    plot_efficiency(table, out / FIGURE)
     return table
 
 

@@ -14,6 +14,9 @@ from cortexfm.data.cohort import Cohort
 from cortexfm.evaluate.repeats import TEST_TIERS, evaluate_session
 from cortexfm.model.network import FoundationModel
 
+#: Figures written by evaluate_cohort and compare_models (file names in their folders).
+FIGURES = {"cc_norm": "cc_norm.png", "traces": "traces.png", "comparison": "comparison.png"}
+
 SUMMARY_COLUMNS = (
     "cc_norm",
     "cc_abs",
@@ -122,7 +125,7 @@ def evaluate_cohort(
         summarize_by_cell_type(table).to_csv(out / "summary_by_cell_type.csv", index=False)
     (out / "summary.json").write_text(json.dumps(summary.to_dict(orient="records"), indent=2))
     if "cc_norm" in table:
-        plot_cc_norm(table, out / "cc_norm.png")
+        plot_cc_norm(table, out / FIGURES["cc_norm"])
     if example is not None:
         session, stable, predictions = example
         natural = stable.dropna(subset=["cc_norm"])
@@ -136,7 +139,11 @@ def evaluate_cohort(
         recorded = np.mean([session.read(t, "responses", 0, n) for t in same], axis=0)[:, columns]
         predicted = np.mean([predictions[t][:n] for t in same], axis=0)[:, columns]
         plot_traces(
-            recorded, predicted, best.unit_id.to_numpy(), out / "traces.png", session.frame_rate
+            recorded,
+            predicted,
+            best.unit_id.to_numpy(),
+            out / FIGURES["traces"],
+            session.frame_rate,
         )
     return table, summary
 
@@ -192,5 +199,5 @@ def compare_models(summaries: dict[str, pd.DataFrame], out_dir: str | Path) -> p
     ax.set_ylabel("median CC_norm")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "comparison.png", dpi=120)
+    fig.savefig(out / FIGURES["comparison"], dpi=120)
     return wide.reset_index()

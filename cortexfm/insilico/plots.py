@@ -8,6 +8,15 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+#: Figures written in a session's output folder (the last two by ``validate_against_truth``).
+FIGURES = {
+    "tuning_curves": "tuning_curves.png",
+    "receptive_fields": "receptive_fields.png",
+    "most_exciting_inputs": "most_exciting_inputs.png",
+    "insilico_vs_true": "insilico_vs_true.png",
+    "invivo_vs_true": "invivo_vs_true.png",
+}
+
 
 def plot_tuning_curves(
     curves: np.ndarray,

@@ -20,7 +20,7 @@ from cortexfm.insilico.experiments import (
     most_exciting_inputs,
     receptive_fields,
 )
-from cortexfm.insilico.plots import plot_meis, plot_receptive_fields, plot_tuning_curves
+from cortexfm.insilico.plots import FIGURES, plot_meis, plot_receptive_fields, plot_tuning_curves
 from cortexfm.model.network import FoundationModel
 
 
@@ -63,14 +63,14 @@ def run_insilico(
         grating.curves[strongest[:5]],
         grating.directions,
         ids[strongest[:5]],
-        folder / "tuning_curves.png",
+        folder / FIGURES["tuning_curves"],
     )
     plot_receptive_fields(
         rf.maps[strongest[:5]],
         rf.azimuth,
         rf.elevation,
         ids[strongest[:5]],
-        folder / "receptive_fields.png",
+        folder / FIGURES["receptive_fields"],
     )
-    plot_meis(meis[:5], ids[strongest[:5]], folder / "most_exciting_inputs.png")
+    plot_meis(meis[:5], ids[strongest[:5]], folder / FIGURES["most_exciting_inputs"])
     return table

@@ -26,6 +26,7 @@ from cortexfm.insilico.experiments import (
     tuning_stimuli,
 )
 from cortexfm.insilico.plots import (
+    FIGURES,
     plot_meis,
     plot_receptive_fields,
     plot_scatter,
@@ -209,7 +210,7 @@ def validate_against_truth(
         tuning.curves[examples],
         DIRECTIONS,
         t.unit_id.to_numpy()[examples],
-        out / "tuning_curves.png",
+        out / FIGURES["tuning_curves"],
         reference=vivo_curves[examples],
     )
     plot_receptive_fields(
@@ -217,10 +218,10 @@ def validate_against_truth(
         rf.azimuth,
         rf.elevation,
         t.unit_id.to_numpy()[examples],
-        out / "receptive_fields.png",
+        out / FIGURES["receptive_fields"],
         truth=truth[["rf_x", "rf_y"]].to_numpy()[examples],
     )
-    plot_meis(meis[:5], t.unit_id.to_numpy()[order[:5]], out / "most_exciting_inputs.png")
+    plot_meis(meis[:5], t.unit_id.to_numpy()[order[:5]], out / FIGURES["most_exciting_inputs"])
     m = responsive
     plot_scatter(
         {
@@ -231,7 +232,7 @@ def validate_against_truth(
             "RF azimuth (deg)": (truth.rf_x.to_numpy()[m], rf.table.rf_x.to_numpy()[m]),
             "RF elevation (deg)": (truth.rf_y.to_numpy()[m], rf.table.rf_y.to_numpy()[m]),
         },
-        out / "insilico_vs_true.png",
+        out / FIGURES["insilico_vs_true"],
     )
     plot_scatter(
         {
@@ -240,7 +241,7 @@ def validate_against_truth(
             "gOSI, pink noise": (pink_true["gOSI"][m], pink_vivo["gOSI"][m]),
             "gDSI, pink noise": (pink_true["gDSI"][m], pink_vivo["gDSI"][m]),
         },
-        out / "invivo_vs_true.png",
+        out / FIGURES["invivo_vs_true"],
         ylabel="in vivo (simulated recording)",
     )
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 
 @dataclass
@@ -139,24 +139,51 @@ def to_dict(config: Any) -> dict:
     return json.loads(json.dumps(asdict(config)))
 
 
-def from_dict(cls: type, data: dict) -> Any:
-    """Build a (nested) config dataclass from a dict; unknown keys are an error."""
+def from_dict(cls: type, data: dict, path: str = "") -> Any:
+    """Build a (nested) config dataclass from a dict; unknown keys, and values outside a
+    ``Literal`` field's choices, are errors naming the dotted key."""
     known = {f.name: f for f in fields(cls)}
     unknown = set(data) - set(known)
     if unknown:
         raise ValueError(
-            f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(known)}"
+            f"unknown {cls.__name__} field(s) {sorted(path + k for k in unknown)}; "
+            f"known: {sorted(known)}"
         )
+    hints = get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
         default = getattr(cls(), name) if _has_defaults(cls) else None
         if is_dataclass(default) and isinstance(value, dict):
-            kwargs[name] = from_dict(type(default), value)
+            kwargs[name] = from_dict(type(default), value, f"{path}{name}.")
         elif isinstance(default, tuple) and isinstance(value, list):
             kwargs[name] = tuple(value)
         else:
             kwargs[name] = value
+        if get_origin(hints.get(name)) is Literal and kwargs[name] not in get_args(hints[name]):
+            raise ValueError(
+                f"{path}{name}={kwargs[name]!r}: choose one of {list(get_args(hints[name]))}"
+            )
     return cls(**kwargs)
+
+
+def describe_fields(config: Any, prefix: str = "") -> list[str]:
+    """One line per (nested) field: ``dotted.key = default  (choices)``, for ``--help``."""
+    lines = []
+    hints = get_type_hints(type(config))
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if is_dataclass(value):
+            lines += describe_fields(value, f"{prefix}{f.name}.")
+            continue
+        hint = hints.get(f.name)
+        choices = (
+            f"  (one of {', '.join(map(str, get_args(hint)))})"
+            if get_origin(hint) is Literal
+            else ""
+        )
+        shown = json.dumps(list(value) if isinstance(value, tuple) else value)
+        lines.append(f"  {prefix}{f.name} = {shown}{choices}")
+    return lines
 
 
 def _has_defaults(cls: type) -> bool:
@@ -190,8 +217,9 @@ def _parse_value(text: str, current: Any) -> Any:
     return text
 
 
-def apply_overrides(config: Any, overrides: list[str]) -> Any:
-    """Return a copy of ``config`` with dotted ``key=value`` overrides applied."""
+def apply_overrides(config: Any, overrides: list[str], prefix: str = "") -> Any:
+    """Return a copy of ``config`` with dotted ``key=value`` overrides applied (``prefix``:
+    the section's dotted name, for messages)."""
     data = to_dict(config)
     for item in overrides:
         if "=" not in item:
@@ -205,11 +233,11 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
             node, obj = node[part], getattr(obj, part)
         last = parts[-1]
         if last not in node:
-            raise ValueError(f"unknown config field {key!r}; known here: {sorted(node)}")
+            raise ValueError(f"unknown config field {prefix + key!r}; known here: {sorted(node)}")
         try:
             node[last] = _parse_value(text.strip(), getattr(obj, last))
         except ValueError as err:
-            raise ValueError(f"override {item!r}: {err}") from None
+            raise ValueError(f"override {prefix + item!r}: {err}") from None
         if isinstance(node[last], tuple):
             node[last] = list(node[last])
-    return from_dict(type(config), data)
+    return from_dict(type(config), data, prefix)

@@ -50,6 +50,7 @@ class PredictionResult:
     frames: int
     neurons: int
     seconds: float  # wall-clock time of the whole run
+    frame_rate: float  # of the predicted frames, Hz
 
     @property
     def frames_per_s(self) -> float:
@@ -290,4 +291,6 @@ def predict_movie(
                 open(ids_tmp, "wb") as f,
             ):
                 np.save(f, ids.astype(np.int64), allow_pickle=False)
-    return PredictionResult(out, done, len(ids), time.perf_counter() - started)
+    return PredictionResult(
+        out, done, len(ids), time.perf_counter() - started, frame_format.frame_rate
+    )

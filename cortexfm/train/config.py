@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cortexfm.model.config import ModelConfig, apply_overrides, from_dict, preset, to_dict
+from cortexfm.model.config import (
+    ModelConfig,
+    apply_overrides,
+    describe_fields,
+    from_dict,
+    preset,
+    to_dict,
+)
 from cortexfm.train.validation import check_rule
 
 
@@ -82,8 +89,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
         base = preset(str(data.get("preset", "cpu")))
-        model = from_dict(ModelConfig, _merge(to_dict(base), data.get("model", {})))
-        train = from_dict(TrainConfig, data.get("train", {}))
+        model = from_dict(ModelConfig, _merge(to_dict(base), data.get("model", {})), "model.")
+        train = from_dict(TrainConfig, data.get("train", {}), "train.")
         unknown = set(data) - {"preset", "model", "train"}
         if unknown:
             raise ValueError(
@@ -145,6 +152,14 @@ def with_overrides(
     train = [o[len("train.") :] for o in overrides if o.startswith("train.")]
     return RunConfig(
         preset=config.preset,
-        model=apply_overrides(config.model, model),
-        train=apply_overrides(config.train, train),
+        model=apply_overrides(config.model, model, "model."),
+        train=apply_overrides(config.train, train, "train."),
     )
+
+
+def config_reference(preset_name: str = "cpu") -> str:
+    """Every ``key=value`` a run takes, with its value in ``preset_name`` (for ``--help``)."""
+    config = load_run_config(None, [], preset_name=preset_name)
+    lines = [f"configuration (key=value overrides; values of the {preset_name!r} preset):"]
+    lines += describe_fields(config.model, "model.") + describe_fields(config.train, "train.")
+    return "\n".join(lines)

@@ -11,15 +11,18 @@ Every ``steps_per_epoch`` steps: validation correlation on the ``validation`` tr
 log line, ``last.safetensors`` (resumable: weights, optimizer, EMA, RNG, counters) and, on
 improvement, ``best.safetensors``. ``resume=True`` continues from ``last.safetensors``; on CPU
 the loss trajectory equals an uninterrupted run's.
+
+The pieces live next door: the optimizer, schedule, clipping and EMA in
+:mod:`cortexfm.train.optim`, which trials validate in :mod:`cortexfm.train.validation`, the
+readout position search in :mod:`cortexfm.train.positions`, checkpoints in
+:mod:`cortexfm.train.checkpoint`, the log in :mod:`cortexfm.train.log`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +44,27 @@ from cortexfm.train.checkpoint import (
     save_checkpoint,
 )
 from cortexfm.train.config import RunConfig
+from cortexfm.train.log import TrainingLog, progress_line
+from cortexfm.train.optim import (
+    adaptive_gradient_clip,
+    learning_rate_factor,
+    make_ema,
+    make_optimizer,
+    make_scheduler,
+)
 from cortexfm.train.positions import search_positions
 from cortexfm.train.validation import TRAIN_TIER, plan_validation
+
+__all__ = [
+    "LoopState",
+    "Trainer",
+    "TrainResult",
+    "build_model",
+    "learning_rate_factor",
+    "make_optimizer",
+    "train",
+    "validation_correlation",
+]
 
 
 @dataclass
@@ -66,6 +88,32 @@ class TrainResult:
             f"{self.steps} steps; best validation correlation {self.best_score:.4f} at step "
             f"{self.best_step}; checkpoints in {self.out_dir}"
         )
+
+
+@dataclass
+class LoopState:
+    """The training loop's counters (saved in ``last.safetensors`` to resume)."""
+
+    step: int = 0
+    epoch: int = 0
+    best_score: float = -math.inf
+    best_step: int = -1
+    bad_epochs: int = 0  # epochs since the validation score last improved
+    losses: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def record_validation(self, scores: dict[str, float]) -> bool:
+        """Update the best score with this epoch's ``scores``; True if it improved. Without
+        scores there is nothing to select on, and the latest weights are the result."""
+        if not scores:
+            self.best_score, self.best_step = math.nan, self.step
+            return False
+        score = float(np.mean(list(scores.values())))
+        if score > self.best_score:
+            self.best_score, self.best_step, self.bad_epochs = score, self.step, 0
+            return True
+        self.bad_epochs += 1
+        return False
 
 
 def session_info(session: Session, response_transform: str, loss: str) -> SessionInfo:
@@ -107,49 +155,6 @@ def init_biases(model: FoundationModel, cohort: Cohort, infos: list[SessionInfo]
             model.session(session.session_id).readout.bias.copy_(bias)
 
 
-def learning_rate_factor(step: int, config: RunConfig) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_fraction``."""
-    t = config.train
-    if step < t.warmup_steps:
-        return (step + 1) / t.warmup_steps
-    progress = min(1.0, (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps))
-    return t.min_lr_fraction + (1 - t.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def make_optimizer(model: FoundationModel, config: RunConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD. Readouts learn at ``lr x readout_lr_factor``, perspectives at
-    ``lr x perspective_lr_factor`` (each group's ``lr_scale``; the schedule multiplies it)."""
-    t = config.train
-    scales = {"readout": t.readout_lr_factor, "perspective": t.perspective_lr_factor}
-    grouped: dict[str, list[torch.nn.Parameter]] = {"other": [], **{k: [] for k in scales}}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            kind = next((k for k in scales if f".{k}." in name), "other")
-            grouped[kind].append(p)
-    groups = [
-        {"params": params, "lr": t.lr * scales.get(kind, 1.0), "lr_scale": scales.get(kind, 1.0)}
-        for kind, params in grouped.items()
-        if params
-    ]
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-    raise ValueError(f"train.optimizer must be adamw or sgd, got {t.optimizer!r}")
-
-
-def adaptive_gradient_clip(params: list[torch.nn.Parameter], clip: float) -> None:
-    """AGC (Brock et al. 2021): rescale each gradient to at most ``clip`` x its weight norm."""
-    for p in params:
-        if p.grad is None:
-            continue
-        w = p.detach().norm().clamp(min=1e-3)
-        g = p.grad.norm()
-        limit = clip * w
-        if g > limit:
-            p.grad.mul_(limit / (g + 1e-6))
-
-
 @torch.no_grad()
 def validation_correlation(
     model: FoundationModel,
@@ -189,6 +194,8 @@ def validation_correlation(
 
 
 class Trainer:
+    """Trains a model on a cohort; :meth:`fit` is the loop (see the module docstring)."""
+
     def __init__(
         self,
         cohort: Cohort,
@@ -212,7 +219,9 @@ class Trainer:
             )
         self.model: FoundationModel | None = None
         self.windows: TrainingWindows | None = None
+        self.averaged: torch.optim.swa_utils.AveragedModel | None = None  # the EMA
         self.masked_responses = 0  # NaN response values (gaps) left out of the loss
+        self.last_lr = math.nan
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -227,10 +236,6 @@ class Trainer:
         if t.freeze_core:
             for p in self.model.shared_parameters():
                 p.requires_grad_(False)
-        normalizers = {
-            s.session_id: self.model.session(s.session_id).normalization.to_normalizer()
-            for s in self.cohort
-        }
         self.validation = plan_validation(
             self.cohort,
             t.validation,
@@ -239,14 +244,6 @@ class Trainer:
             limit=t.validation_trials,
             allowed_trials=self.allowed_trials,
         )
-        allowed = {
-            s.session_id: self.validation.training_trials(
-                s.session_id,
-                s.trials_in(TRAIN_TIER),
-                None if self.allowed_trials is None else self.allowed_trials.get(s.session_id),
-            )
-            for s in self.cohort
-        }
         self.windows = TrainingWindows(
             self.cohort,
             WindowConfig(
@@ -256,15 +253,32 @@ class Trainer:
                 sampling=t.sampling,
                 seed=t.seed,
             ),
-            normalizers=normalizers,
-            allowed_trials=allowed,
+            normalizers={
+                s.session_id: self.model.session(s.session_id).normalization.to_normalizer()
+                for s in self.cohort
+            },
+            allowed_trials={
+                s.session_id: self.validation.training_trials(
+                    s.session_id,
+                    s.trials_in(TRAIN_TIER),
+                    None if self.allowed_trials is None else self.allowed_trials.get(s.session_id),
+                )
+                for s in self.cohort
+            },
         )
         self.optimizer = make_optimizer(self.model, self.config)
-        self.ema: dict[str, torch.Tensor] = (
-            {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            if t.ema_decay > 0
-            else {}
-        )
+        self.averaged = make_ema(self.model, t.ema_decay)
+
+    @property
+    def ema(self) -> dict[str, torch.Tensor]:
+        """The moving average's weights by state-dict name (empty without EMA)."""
+        return {} if self.averaged is None else self.averaged.module.state_dict()
+
+    @property
+    def selected_model(self) -> FoundationModel:
+        """The weights that are validated and saved as best: the EMA's, else the model's."""
+        assert self.model is not None
+        return self.model if self.averaged is None else self.averaged.module
 
     # -- one step -----------------------------------------------------------------------------
 
@@ -305,17 +319,11 @@ class Trainer:
             adaptive_gradient_clip(params, t.agc_clip)
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], t.grad_clip)
-        factor = learning_rate_factor(global_step, self.config)
-        for group in self.optimizer.param_groups:
-            group["lr"] = t.lr * factor * group.get("lr_scale", 1.0)
+        self.last_lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
-        if self.ema:
-            with torch.no_grad():
-                for k, v in self.model.state_dict().items():
-                    if v.dtype.is_floating_point:
-                        self.ema[k].mul_(t.ema_decay).add_(v, alpha=1 - t.ema_decay)
-                    else:
-                        self.ema[k].copy_(v)
+        self.scheduler.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
         return float(total)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -323,16 +331,81 @@ class Trainer:
     def fit(self, *, resume: bool = False, model: FoundationModel | None = None) -> TrainResult:
         t = self.config.train
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        state = self._start(resume, model)
+        assert self.model is not None
+        log = TrainingLog(self.out_dir, tensorboard=t.tensorboard, enabled=self.dist.is_main)
+        frames_per_step = t.window * t.batch_size * t.batches_per_step
+        stopped_early = False
+        started = time.perf_counter() - state.elapsed_s
+        bar = tqdm(
+            total=t.max_steps,
+            initial=state.step,
+            desc="training",
+            disable=not (self.progress and self.dist.is_main),
+            unit="step",
+        )
+        while state.step < t.max_steps:
+            epoch_start = time.perf_counter()
+            epoch_losses = []
+            for i in range(min(t.steps_per_epoch, t.max_steps - state.step)):
+                if state.step in t.position_search_steps:
+                    self._search_positions(state.step, bar)
+                epoch_losses.append(self._step(state.epoch, i, state.step))
+                state.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}")
+            state.losses += epoch_losses
+            seconds = time.perf_counter() - epoch_start
+            scores = validation_correlation(
+                self.selected_model, self.cohort, self.config, self.device, self.validation.trials
+            )
+            improved = state.record_validation(scores)
+            record = {
+                "step": state.step,
+                "epoch": state.epoch,
+                "loss": float(np.mean(epoch_losses)),
+                "lr": self.last_lr,
+                "frames_per_s": len(epoch_losses) * frames_per_step / seconds,
+                "validation_correlation": (
+                    float(np.mean(list(scores.values()))) if scores else math.nan
+                ),
+                "validation_by_session": scores,
+                "masked_responses": self.masked_responses,
+            }
+            self.masked_responses = 0
+            state.epoch += 1
+            state.elapsed_s = time.perf_counter() - started
+            log.write(record)
+            if self.dist.is_main:
+                bar.write(progress_line(record, validated=bool(scores)))
+                if improved or not scores:
+                    save_checkpoint(
+                        self.out_dir / "best.safetensors",
+                        self.selected_model,
+                        self.config,
+                        trainer={"step": state.step, "best_score": state.best_score},
+                    )
+                self._save_last(state)
+            if t.early_stopping_patience and state.bad_epochs >= t.early_stopping_patience:
+                stopped_early = True
+                break
+            if t.max_minutes and state.elapsed_s >= 60 * t.max_minutes:
+                break
+        bar.close()
+        log.close()
+        distributed.barrier(self.dist)
+        return TrainResult(
+            self.out_dir,
+            state.step,
+            state.best_score,
+            state.best_step,
+            state.losses,
+            stopped_early,
+        )
+
+    def _start(self, resume: bool, model: FoundationModel | None) -> LoopState:
+        """Set up a new run, or restore one from ``last.safetensors``; say how it validates."""
         last = self.out_dir / "last.safetensors"
-        state = {
-            "step": 0,
-            "epoch": 0,
-            "best_score": -math.inf,
-            "best_step": -1,
-            "bad_epochs": 0,
-            "losses": [],
-            "elapsed_s": 0.0,
-        }
         if resume and last.exists():
             ckpt = load_checkpoint(last, self.device)
             if ckpt.config.to_dict() != self.config.to_dict():
@@ -340,121 +413,31 @@ class Trainer:
                     f"{last}: was written with a different config; resume with the same "
                     "config or start a new output folder"
                 )
+            state = LoopState(**{k: ckpt.trainer[k] for k in asdict(LoopState())})
             self._prepare(ckpt.model)
             restore_optimizer(self.optimizer, ckpt.optimizer, ckpt.trainer["optimizer"])
-            if self.ema:
-                self.ema = {k: v.to(self.device) for k, v in ckpt.ema.items()}
+            if self.averaged is not None:
+                self.averaged.module.load_state_dict(
+                    {k: v.to(self.device) for k, v in ckpt.ema.items()}
+                )
             if ckpt.rng is not None:
                 torch.set_rng_state(ckpt.rng)
-            state = {k: ckpt.trainer[k] for k in state}
         else:
             if resume and self.dist.is_main:
                 print(f"no checkpoint at {last}; starting from scratch")
+            state = LoopState()
             self._prepare(model)
-            torch.manual_seed(t.seed + 1 + self.dist.rank)
-        assert self.model is not None
+            torch.manual_seed(self.config.train.seed + 1 + self.dist.rank)
+        self.scheduler = make_scheduler(self.optimizer, self.config, done_steps=state.step)
         if self.dist.is_main:
             for line in self.validation.messages:
                 print(f"validation: {line}")
             for line in self.validation.warnings:
                 print(f"warning: {line}")
-        log_path = self.out_dir / "metrics.jsonl"
-        writer = _tensorboard(self.out_dir) if t.tensorboard and self.dist.is_main else None
-        frames_per_step = t.window * t.batch_size * t.batches_per_step
-        stopped_early = False
-        started = time.perf_counter() - state["elapsed_s"]
-        bar = tqdm(
-            total=t.max_steps,
-            initial=state["step"],
-            desc="training",
-            disable=not (self.progress and self.dist.is_main),
-            unit="step",
-        )
-        while state["step"] < t.max_steps:
-            epoch_start = time.perf_counter()
-            epoch_losses = []
-            steps = min(t.steps_per_epoch, t.max_steps - state["step"])
-            for i in range(steps):
-                if state["step"] in t.position_search_steps:
-                    self._search_positions(state["step"], bar)
-                loss = self._step(state["epoch"], i, state["step"])
-                epoch_losses.append(loss)
-                state["step"] += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}")
-            state["losses"] += epoch_losses
-            seconds = time.perf_counter() - epoch_start
-            with self._ema_weights():  # validation and the best checkpoint use the EMA weights
-                scores = validation_correlation(
-                    self.model, self.cohort, self.config, self.device, self.validation.trials
-                )
-            score = float(np.mean(list(scores.values()))) if scores else math.nan
-            record = {
-                "step": state["step"],
-                "epoch": state["epoch"],
-                "loss": float(np.mean(epoch_losses)),
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "frames_per_s": steps * frames_per_step / seconds,
-                "validation_correlation": score,
-                "validation_by_session": scores,
-                "masked_responses": self.masked_responses,
-            }
-            self.masked_responses = 0
-            improved = bool(scores) and score > state["best_score"]
-            if improved:
-                state["best_score"], state["best_step"], state["bad_epochs"] = (
-                    score,
-                    state["step"],
-                    0,
-                )
-            elif scores:
-                state["bad_epochs"] += 1
-            else:  # nothing to select on: the latest weights are the result
-                state["best_score"], state["best_step"] = math.nan, state["step"]
-            state["epoch"] += 1
-            state["elapsed_s"] = time.perf_counter() - started
-            if self.dist.is_main:
-                with log_path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-                if writer is not None:
-                    for key in ("loss", "lr", "frames_per_s", "validation_correlation"):
-                        writer.add_scalar(key, record[key], state["step"])
-                validated = f"validation r {score:.4f}" if scores else "no validation"
-                masked = record["masked_responses"]
-                gaps = f", {masked} NaN response values masked" if masked else ""
-                bar.write(
-                    f"step {state['step']}: loss {record['loss']:.4f}, {validated}, "
-                    f"{record['frames_per_s']:.0f} frames/s{gaps}"
-                )
-                if improved or not scores:
-                    with self._ema_weights():
-                        save_checkpoint(
-                            self.out_dir / "best.safetensors",
-                            self.model,
-                            self.config,
-                            trainer={k: state[k] for k in ("step", "best_score")},
-                        )
-                self._save_last(state)
-            if t.early_stopping_patience and state["bad_epochs"] >= t.early_stopping_patience:
-                stopped_early = True
-                break
-            if t.max_minutes and state["elapsed_s"] >= 60 * t.max_minutes:
-                break
-        bar.close()
-        if writer is not None:
-            writer.close()
-        distributed.barrier(self.dist)
-        return TrainResult(
-            self.out_dir,
-            state["step"],
-            state["best_score"],
-            state["best_step"],
-            state["losses"],
-            stopped_early,
-        )
+        return state
 
     def _search_positions(self, step: int, bar: tqdm) -> None:
-        """Move every trained session's readouts to their best positions (and the EMA copy)."""
+        """Move every trained session's readouts to their best positions (and the EMA's)."""
         t = self.config.train
         assert self.model is not None and self.windows is not None
         for index, session in enumerate(self.cohort):
@@ -469,9 +452,9 @@ class Trainer:
             )
             readout = self.model.session(session.session_id).readout
             distributed.broadcast_(readout.delta.data, self.dist)
-            if self.ema:
-                key = f"sessions.{self.model._key(session.session_id)}.readout.delta"
-                self.ema[key].copy_(readout.delta.detach())
+            if self.averaged is not None:
+                averaged = self.averaged.module.session(session.session_id).readout
+                averaged.delta.data.copy_(readout.delta.detach())
             if self.dist.is_main and self.progress:
                 bar.write(
                     f"step {step}: readout positions of {session.session_id} searched on "
@@ -479,43 +462,18 @@ class Trainer:
                     f"cells, median variance explained {stats['median_variance_explained']:.3f}"
                 )
 
-    @contextlib.contextmanager
-    def _ema_weights(self):
-        """Temporarily swap the EMA weights in (a no-op without EMA)."""
-        assert self.model is not None
-        if not self.ema:
-            yield
-            return
-        current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.model.load_state_dict(self.ema)
-        try:
-            yield
-        finally:
-            self.model.load_state_dict(current)
-
-    def _save_last(self, state: dict) -> None:
+    def _save_last(self, state: LoopState) -> None:
         assert self.model is not None
         tensors, scalars = optimizer_tensors(self.optimizer)
         save_checkpoint(
             self.out_dir / "last.safetensors",
             self.model,
             self.config,
-            trainer={**state, "optimizer": scalars},
+            trainer={**asdict(state), "optimizer": scalars},
             optimizer=tensors,
             ema=self.ema,
             rng=torch.get_rng_state(),
         )
-
-
-def _tensorboard(out_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        print(
-            "tensorboard is not installed (pip install tensorboard); logging to metrics.jsonl only"
-        )
-        return None
-    return SummaryWriter(str(out_dir / "tensorboard"))
 
 
 def train(
