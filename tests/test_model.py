@@ -142,6 +142,43 @@ def test_losses_skip_burn_in_frames():
         response_loss(pred, target, "laplace")
 
 
+@pytest.mark.parametrize("loss", ["poisson", "gaussian"])
+def test_window_gain_ignores_each_windows_scale(loss):
+    """With the whole loss gain-fitted, scaling a neuron's prediction within one window changes
+    nothing; the share 0 is the plain loss; the detached factor gives the exact gradient."""
+    torch.manual_seed(0)
+    target = torch.rand(3, 20, 4) * 2
+    target[0, 5, 1] = float("nan")
+    pred = torch.rand(3, 20, 4) + 0.2
+    scale = torch.rand(3, 1, 4) * 5 + 0.2
+    full = response_loss(pred, target, loss, burn_in=2, window_gain=1.0)
+    scaled = response_loss(pred * scale, target, loss, burn_in=2, window_gain=1.0)
+    torch.testing.assert_close(full, scaled)
+    assert response_loss(pred * scale, target, loss, burn_in=2) != response_loss(
+        pred, target, loss, burn_in=2
+    )
+    torch.testing.assert_close(
+        response_loss(pred, target, loss, window_gain=0.0), response_loss(pred, target, loss)
+    )
+    # the gradient with respect to a per-window scale vanishes when the gain is fitted
+    s = torch.ones(3, 1, 4, requires_grad=True)
+    response_loss(pred * s, target, loss, burn_in=2, window_gain=1.0).backward()
+    assert s.grad.abs().max() < 1e-5
+    # envelope theorem: differentiating through the fitted factor adds nothing
+    from cortexfm.model.loss import _pointwise, _window_gain
+
+    p = pred.clone().requires_grad_(True)
+    response_loss(p, target, loss, window_gain=1.0).backward()
+    q = pred.clone().requires_grad_(True)
+    valid = torch.isfinite(target)
+    y = torch.nan_to_num(target)
+    gain = _window_gain(q, y, valid, loss)  # not detached
+    ((_pointwise(gain * q, y, loss) * valid).sum() / valid.sum()).backward()
+    torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="window_gain"):
+        response_loss(pred, target, loss, window_gain=1.5)
+
+
 def test_presets_and_the_paper_core_size():
     paper = FoundationModel(preset("paper"), [])
     n = sum(p.numel() for p in paper.core.parameters())

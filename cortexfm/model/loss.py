@@ -6,6 +6,16 @@
 
 Target values that are NaN (gaps inside a recorded trace, see :mod:`cortexfm.data.gaps`) are
 masked out: the loss is the mean over the finite targets only.
+
+``window_gain`` (``train.window_gain``, 0 to 1) is the share of the loss in which each neuron's
+gain is fitted afresh in every window: the prediction is scaled by the factor that fits that
+window best (closed form: ``sum(target) / sum(rate)`` for Poisson, ``sum(target * rate) /
+sum(rate ** 2)`` for Gaussian) before the loss is taken. That share is the profile likelihood
+of the response's time course within the window: slow changes of a neuron's gain (running,
+arousal, unobserved state) cannot be fitted or mis-fitted there, so they drop out of its
+gradient, which carries only what the stimulus does within the window. The remaining share
+(``1 - window_gain``) is the ordinary loss and fixes the absolute level. By the envelope
+theorem the gradient through the fitted factor is zero, so the factor is computed without one.
 """
 
 from __future__ import annotations
@@ -26,8 +36,11 @@ def output_nonlinearity(x: Tensor, kind: str) -> Tensor:
     return x
 
 
-def response_loss(prediction: Tensor, target: Tensor, loss: str, burn_in: int = 0) -> Tensor:
-    """Mean loss over ``[batch, time, neurons]`` from frame ``burn_in`` on."""
+def response_loss(
+    prediction: Tensor, target: Tensor, loss: str, burn_in: int = 0, window_gain: float = 0.0
+) -> Tensor:
+    """Mean loss over ``[batch, time, neurons]`` from frame ``burn_in`` on; ``window_gain`` is
+    the share of it with each (window, neuron)'s gain fitted in closed form (module doc)."""
     if prediction.shape != target.shape:
         raise ValueError(
             f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ"
@@ -36,15 +49,34 @@ def response_loss(prediction: Tensor, target: Tensor, loss: str, burn_in: int = 
         raise ValueError(
             f"burn_in {burn_in} leaves no frames of a {prediction.shape[1]}-frame window"
         )
+    if not 0.0 <= window_gain <= 1.0:
+        raise ValueError(f"train.window_gain must be in [0, 1], got {window_gain}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
     p, y = prediction[:, burn_in:], target[:, burn_in:]
     valid = torch.isfinite(y)
     y = torch.where(valid, y, torch.zeros((), dtype=y.dtype, device=y.device))
-    if loss == "poisson":
-        values = p - y * torch.log(p + _EPS)
-    elif loss == "gaussian":
-        values = (p - y) ** 2
-    else:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    values = _pointwise(p, y, loss)
+    if window_gain > 0:
+        gain = _window_gain(p.detach(), y, valid, loss)
+        values = (1 - window_gain) * values + window_gain * _pointwise(gain * p, y, loss)
     if bool(valid.all()):
         return values.mean()
     return (values * valid).sum() / valid.sum().clamp(min=1)
+
+
+def _pointwise(p: Tensor, y: Tensor, loss: str) -> Tensor:
+    if loss == "poisson":
+        return p - y * torch.log(p + _EPS)
+    return (p - y) ** 2
+
+
+def _window_gain(p: Tensor, y: Tensor, valid: Tensor, loss: str) -> Tensor:
+    """The factor ``[batch, 1, neurons]`` that best scales each window's prediction onto its
+    finite targets; bounded to [0.01, 100] so an empty or silent window stays harmless."""
+    p = p * valid
+    if loss == "poisson":
+        gain = y.sum(1, keepdim=True) / p.sum(1, keepdim=True).clamp(min=_EPS)
+    else:
+        gain = (y * p).sum(1, keepdim=True) / (p * p).sum(1, keepdim=True).clamp(min=_EPS)
+    return gain.clamp(0.01, 100.0)

@@ -33,6 +33,9 @@ class TrainConfig:
     window: int = 64  # frames per training window
     batch_size: int = 8  # windows per batch (one session per batch)
     burn_in: int = 10  # first frames of each window excluded from the loss
+    # share of the loss with each neuron's gain fitted per window (0: off; model/loss.py):
+    # slow gain changes (running, arousal) then drop out of that share's gradient
+    window_gain: float = 0.0
     batches_per_step: int = 1  # global batches per optimizer step (split across DDP ranks)
     steps_per_epoch: int = 100  # validation, checkpoint and early-stopping interval
     max_steps: int = 2000

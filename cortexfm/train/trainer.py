@@ -301,7 +301,11 @@ class Trainer:
                 prediction, _ = self.model(batch["session_id"], *args)
             loss = (
                 response_loss(
-                    prediction.float(), batch["responses"].to(self.device), t.loss, t.burn_in
+                    prediction.float(),
+                    batch["responses"].to(self.device),
+                    t.loss,
+                    t.burn_in,
+                    t.window_gain,
                 )
                 / t.batches_per_step
             )
