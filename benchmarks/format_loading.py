@@ -74,19 +74,20 @@ def measure(path: str, windows: int) -> dict:
     lengths = session.trial_lengths
     trials = rng.integers(0, session.n_trials, size=windows)
     starts = [int(rng.integers(0, lengths[t] - 64 + 1)) for t in trials]
-    t0 = time.perf_counter()
-    frames = 0
-    for t, s in zip(trials, starts, strict=True):
-        window = session.window(int(t), s, 64)
-        frames += window["video"].shape[0]
-    elapsed = time.perf_counter() - t0
+    passes = []
+    for _ in range(2):  # first pass: files mapped and read for the first time; then steady
+        t0 = time.perf_counter()
+        for t, s in zip(trials, starts, strict=True):
+            session.window(int(t), s, 64)
+        passes.append(time.perf_counter() - t0)
     return {
         "layout": session.layout,
         "neurons": session.n_neurons,
         "trials": session.n_trials,
         "open_s": round(opened, 2),
-        "windows_per_s": round(windows / elapsed, 1),
-        "frames_per_s": round(frames / elapsed),
+        "first_pass_windows_per_s": round(windows / passes[0], 1),
+        "windows_per_s": round(windows / passes[1], 1),
+        "frames_per_s": round(64 * windows / passes[1]),
         "peak_mb": peak_memory_mb(),
     }
 
@@ -126,9 +127,11 @@ def main() -> None:
     tree = results["tree"]["windows_per_s"]
     for name in ("nwb", "experanto"):
         r = results[name]
+        first = results["tree"]["first_pass_windows_per_s"]
         print(
             f"{name}: {r['windows_per_s']} windows/s = {r['windows_per_s'] / tree:.2f}x the tree "
-            f"({tree}); opens in {r['open_s']} s; peak {r['peak_mb']} MB"
+            f"({tree}); first pass {r['first_pass_windows_per_s'] / first:.2f}x; opens in "
+            f"{r['open_s']} s; peak {r['peak_mb']} MB"
         )
 
 

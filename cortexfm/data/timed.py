@@ -95,7 +95,10 @@ class TimedSignal:
                     f"({len(cols)})",
                 )
         if self.rate:  # sample position of column c at time t: t * rate - origin[c]
-            self._origin = (self.timestamps[0] + self.offsets) * self.rate
+            origin = (self.timestamps[0] + self.offsets) * self.rate
+            self._origin_whole = np.floor(origin)
+            self._origin_fraction = (origin - self._origin_whole).astype(np.float32)
+            self._origin_whole_32 = self._origin_whole.astype(np.int32)
 
     @property
     def array(self) -> Any:
@@ -137,27 +140,69 @@ class TimedSignal:
         times = np.asarray(times, dtype=np.float64)
         if not np.any(self.offsets):
             return self._sample_shared(times)
-        # each column on its own clock: fractional sample positions [T, columns]
         if self.rate:
-            position = (times * self.rate)[:, None] - self._origin[None, :]
-        else:
-            query = times[:, None] - self.offsets[None, :]
-            lower = np.searchsorted(self.timestamps, query, side="right") - 1
-            np.clip(lower, 0, len(self.timestamps) - 2, out=lower)
-            ts = self.timestamps
-            position = lower + (query - ts[lower]) / (ts[lower + 1] - ts[lower])
-        lower = position.astype(np.int64)  # positions are >= 0 (check_covers)
-        np.minimum(lower, len(self.timestamps) - 2, out=lower)
-        lo, hi = int(lower[0].min()), int(lower[-1].max()) + 2
-        block = self._rows(lo, hi)
-        weight = np.subtract(position, lower, out=position)
+            return self._sample_regular_shifted(times)
+        # each column on its own clock: fractional sample positions [T, columns]
+        query = times[:, None] - self.offsets[None, :]
+        ts = self.timestamps
+        lower = np.searchsorted(ts, query, side="right") - 1
+        np.clip(lower, 0, len(ts) - 2, out=lower)
+        weight = ((query - ts[lower]) / (ts[lower + 1] - ts[lower])).astype(np.float32)
+        lo, hi = int(lower.min()), int(lower.max()) + 2
+        index = (lower - lo) * self.n_columns + np.arange(self.n_columns)
+        return self._lerp(self._rows(lo, hi), index, weight)
+
+    def _sample_regular_shifted(self, times: np.ndarray) -> np.ndarray:
+        """Regular samples, a clock offset per column: column c's sample position at time t is
+        ``t * rate - origin[c]``, split into whole and fractional parts so that the [T, C]
+        arithmetic is on small numbers (float32) and int32 indices. Work arrays are reused
+        between calls: fresh multi-megabyte temporaries cost more in page faults than the
+        arithmetic itself."""
         width = self.n_columns
-        index = lower - lo
+        position = times * self.rate
+        whole = np.floor(position)
+        fraction = (position - whole).astype(np.float32)
+        lo = max(int(whole[0] - self._origin_whole.max()) - 1, 0)
+        hi = min(int(whole[-1] - self._origin_whole.min()) + 2, len(self.timestamps))
+        weight, borrow, index, before = self._workspace(len(times))
+        np.subtract(fraction[:, None], self._origin_fraction[None, :], out=weight)
+        np.less(weight, 0, out=borrow)  # the column's sample before t is one further back
+        np.add(weight, borrow, out=weight)
+        rows = (whole - lo).astype(np.int32)
+        np.subtract(rows[:, None], borrow, out=index, dtype=np.int32)
+        index -= self._origin_whole_32[None, :]
+        if hi == len(self.timestamps):  # a time may fall exactly on the last sample
+            past = index > hi - lo - 2
+            index[past] -= 1
+            weight[past] = 1.0
         index *= width
-        index += np.arange(width)
+        index += np.arange(width, dtype=np.int32)[None, :]
+        flat = self._rows(lo, hi).reshape(-1)
+        flat.take(index, out=before)
+        index += width
+        out = flat.take(index)
+        out -= before
+        out *= weight
+        out += before
+        return out
+
+    def _workspace(self, n: int) -> tuple[np.ndarray, ...]:
+        """Reused ``[n, columns]`` work arrays: weight, borrow, index, the samples before."""
+        if getattr(self, "_work", None) is None or self._work[0].shape[0] != n:
+            shape = (n, self.n_columns)
+            self._work = (
+                np.empty(shape, np.float32),
+                np.empty(shape, bool),
+                np.empty(shape, np.int32),
+                np.empty(shape, np.float32),
+            )
+        return self._work
+
+    def _lerp(self, block: np.ndarray, index: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """``block`` rows flattened; ``index`` [T, C] of each sample before; linear blend."""
         flat = block.reshape(-1)
         before = flat.take(index)
-        out = flat.take(index + width)
+        out = flat.take(index + block.shape[1])
         out -= before
         out *= weight
         out += before
@@ -290,6 +335,8 @@ class TimedSession(Session):
             width = sum(s.n_columns for s in self.signals[modality])
             return np.zeros((0, width), dtype=np.float32)
         parts = [signal.sample(times) for signal in self.signals[modality]]
+        if len(parts) == 1:
+            return np.ascontiguousarray(parts[0], dtype=np.float32)
         return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
 
     def _source(self, trial_id: int, modality: str) -> Path:
