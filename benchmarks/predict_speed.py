@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--format", choices=["npy", "parquet"], default="npy")
     parser.add_argument("--chunk", type=int, default=600)
     parser.add_argument("--sequential", action="store_true")
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--check-warmup", default=None, metavar="CKPT")
     parser.add_argument("--data", default=None, help="a session of the checkpoint")
     args = parser.parse_args()
@@ -120,6 +121,8 @@ def main() -> None:
             "--chunk",
             str(args.chunk),
             *(["--sequential"] if args.sequential else []),
+            "--precision",
+            args.precision,
         ]
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
@@ -132,6 +135,7 @@ def main() -> None:
             "neurons": args.neurons,
             "preset": args.preset,
             "format": args.format,
+            "precision": args.precision,
             "wall_s_including_start_up": round(seconds, 1),
             "frames_per_s": round(frames / seconds, 1),
             "peak_memory_mb": round(peak_mb),

@@ -126,6 +126,31 @@ def test_parquet_subset_and_given_behavior(
     np.testing.assert_allclose(table.iloc[:, 2:].to_numpy(), whole.numpy()[:, [3, 0]], atol=1e-5)
 
 
+def test_bfloat16_precision_is_close_and_checked(
+    tiny_checkpoint: Path, frames: np.ndarray, tmp_path: Path
+):
+    """--precision bfloat16 (autocast; the sparse readout stays float32) tracks float32."""
+    np.save(tmp_path / "movie.npy", frames)
+    extra = ["--precision", "bfloat16"]
+    assert _predict(tiny_checkpoint, tmp_path / "movie.npy", tmp_path / "b.npy", *extra) == 0
+    assert _predict(tiny_checkpoint, tmp_path / "movie.npy", tmp_path / "f.npy") == 0
+    fast, exact = np.load(tmp_path / "b.npy"), np.load(tmp_path / "f.npy")
+    assert fast.dtype == np.float32 and fast.shape == exact.shape
+    assert not np.array_equal(fast, exact)  # it did run in bfloat16
+    r = [np.corrcoef(fast[:, i], exact[:, i])[0, 1] for i in range(exact.shape[1])]
+    assert np.nanmin(r) > 0.95
+    model = load_checkpoint(tiny_checkpoint).model
+    with pytest.raises(ValueError, match="precision must be one of"):
+        predict_movie(
+            model,
+            SESSION,
+            Movie(tmp_path / "movie.npy"),
+            tmp_path / "x.npy",
+            precision="float16",
+            progress=False,
+        )
+
+
 def test_frame_rate_size_and_image_folder_conversion(frames: np.ndarray, tmp_path: Path):
     np.save(tmp_path / "fast.npy", np.repeat(frames[:10], 2, axis=0))  # 20 frames at 60 Hz
     movie = Movie(tmp_path / "fast.npy", source_rate=60)

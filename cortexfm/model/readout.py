@@ -130,7 +130,9 @@ class Readout(nn.Module):
         if not sample and not torch.is_grad_enabled():
             matrix = self.readout_matrix(position_map, h, w)
             padded = F.pad(features.float().reshape(b * t, c, h, w), (0, 1, 0, 1))
-            out = (matrix @ padded.reshape(b * t, -1).t()).t()  # [b * t, neurons]
+            # float32 even under autocast: sparse products have no bfloat16 kernels
+            with torch.autocast(features.device.type, enabled=False):
+                out = (matrix @ padded.reshape(b * t, -1).t()).t()  # [b * t, neurons]
             return out.reshape(b, t, -1) + self.bias
         mu = self.positions(position_map)
         if sample:

@@ -35,6 +35,7 @@ def predict_file(
     neurons: str | None = None,
     chunk: int = 1024,
     sequential: bool = False,
+    precision: str = "float32",
     say: Callable[[str], None] = print,
 ) -> PredictionResult:
     """Predict one session's neurons for a movie file (video, ``.npy`` or image folder).
@@ -70,6 +71,7 @@ def predict_file(
         unit_ids=parse_unit_ids(neurons) if neurons else None,
         chunk=chunk,
         segments=1 if sequential else 8,
+        precision=precision,
     )
 
 
