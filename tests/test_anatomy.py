@@ -147,6 +147,36 @@ def test_barcodes_are_unit_vectors_keyed_by_session_and_unit():
     assert table.position_x.between(-1, 1).all()
 
 
+def test_behavioural_modulation_follows_the_readout_gain(sim_cohort: Path):
+    """With a behavioural-gain readout each neuron gets two slopes (running, pupil); zero gain
+    weights give zero slopes, and scaling a neuron's weights scales its slopes."""
+    import torch
+
+    from cortexfm.anatomy.barcodes import behavioural_modulation
+    from cortexfm.data import open_cohort
+    from cortexfm.train import load_run_config
+    from cortexfm.train.trainer import build_model
+
+    cohort = open_cohort(sim_cohort)
+    config = load_run_config(None, ["model.readout.behavior_gain=true"], preset_name="tiny")
+    model = build_model(cohort, config)
+    session = cohort[0]
+    zero = behavioural_modulation(model, session, max_trials=3)
+    assert list(zero.columns) == ["unit_id", "running_modulation", "pupil_modulation"]
+    assert len(zero) == session.n_neurons and np.allclose(zero.iloc[:, 1:], 0)
+    gain = model.session(session.session_id).readout.gain
+    with torch.no_grad():
+        gain.normal_()
+        gain[1] = 3 * gain[0]
+    slopes = behavioural_modulation(model, session, max_trials=3).iloc[:, 1:].to_numpy()
+    assert np.abs(slopes[0]).sum() > 0
+    np.testing.assert_allclose(slopes[1], 3 * slopes[0], rtol=1e-6, atol=1e-9)
+    assert (
+        behavioural_modulation(build_model(cohort, load_run_config(None, [], "tiny")), session)
+        is None
+    )
+
+
 def test_anatomy_command_on_simulated_truth_and_on_user_tables(
     sim_cohort: Path, tmp_path: Path, tiny_checkpoint: Path
 ):

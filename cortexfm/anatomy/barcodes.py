@@ -5,6 +5,10 @@ Normalisation: the weight vector ``w_n`` is divided by its L2 norm, so the barco
 and gain live in the norm and the bias, which are exported separately as ``barcode_norm`` and
 ``bias``). The readout position (mean, feature-map units in [-1, 1]) is exported too; it is
 retinotopic location, not function, and the anatomy analyses keep it apart from the barcode.
+
+A twin whose readout has a per-neuron behavioural gain (``model.readout.behavior_gain``) also
+has each neuron's sensitivity to running and to pupil size; :func:`behavioural_modulation`
+turns those session-specific weights into two numbers per neuron comparable across mice.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cortexfm.data.session import Session
+from cortexfm.data.statistics import to_model_units
 from cortexfm.model.network import FoundationModel
 
 
@@ -40,3 +46,32 @@ def export_barcodes(model: FoundationModel, session_ids: list[str] | None = None
 
 def barcode_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c.startswith("b") and c[1:].isdigit()]
+
+
+@torch.no_grad()
+def behavioural_modulation(
+    model: FoundationModel, session: Session, max_trials: int = 40
+) -> pd.DataFrame | None:
+    """``unit_id, running_modulation, pupil_modulation``: the slopes of each neuron's learned
+    log gain on running speed and pupil size (both z-scored over the session's first
+    ``max_trials`` training trials), or ``None`` when the readout has no behavioural gain."""
+    modules = model.session(session.session_id)
+    if modules.readout.gain is None:
+        return None
+    ids = session.trials_in("train")[:max_trials]
+    behavior = np.concatenate([session.read(int(t), "behavior") for t in ids])
+    norm = modules.normalization
+    device = next(model.parameters()).device
+    x = torch.as_tensor(behavior, dtype=torch.float32, device=device)[None]
+    modulation, _ = modules.modulation(to_model_units(x, norm.behavior_mean, norm.behavior_std))
+    log_gain = modules.readout.log_gain(modulation)[0].double().cpu().numpy()  # [T, neurons]
+    z = (behavior - behavior.mean(0)) / np.where(behavior.std(0) > 0, behavior.std(0), 1.0)
+    design = np.column_stack([np.ones(len(z)), z[:, 1], z[:, 0]])  # running, pupil
+    slopes = np.linalg.lstsq(design, log_gain, rcond=None)[0][1:]
+    return pd.DataFrame(
+        {
+            "unit_id": modules.unit_ids.cpu().numpy(),
+            "running_modulation": slopes[0],
+            "pupil_modulation": slopes[1],
+        }
+    )

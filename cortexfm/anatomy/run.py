@@ -22,7 +22,7 @@ from cortexfm.anatomy.analysis import (
     probability_by_decile,
     regress,
 )
-from cortexfm.anatomy.barcodes import barcode_columns, export_barcodes
+from cortexfm.anatomy.barcodes import barcode_columns, behavioural_modulation, export_barcodes
 from cortexfm.data.cohort import Cohort
 from cortexfm.model.network import FoundationModel
 from cortexfm.sim.cohort import load_ground_truth
@@ -103,6 +103,9 @@ def simulated_anatomy(
     for session in cohort:
         truth, connections = load_ground_truth(session.path)
         mine = barcodes[barcodes.session_id == session.session_id]
+        modulation = behavioural_modulation(model, session)
+        if modulation is not None:
+            mine = mine.merge(modulation, on="unit_id", how="left")
         table = mine.merge(truth, on="unit_id", how="inner")
         if len(table) != len(mine):
             raise ValueError(
@@ -135,6 +138,10 @@ def simulated_anatomy(
         ),
         "position and depth": table[list(POSITION)].to_numpy(dtype=np.float64),
     }
+    if "running_modulation" in table:  # a readout with a behavioural gain
+        features["barcode + behavioural modulation"] = np.column_stack(
+            [features["barcode"], table[["running_modulation", "pupil_modulation"]].to_numpy()]
+        )
     results = {
         name: classify(
             x, labels, name=name, permutations=permutations if name == "barcode" else 0, seed=seed
