@@ -267,6 +267,7 @@ class Trainer:
             },
         )
         self.optimizer = make_optimizer(self.model, self.config)
+        self.scheduler = make_scheduler(self.optimizer, self.config)  # resuming: re-made there
         self.averaged = make_ema(self.model, t.ema_decay)
 
     @property
@@ -432,7 +433,8 @@ class Trainer:
             state = LoopState()
             self._prepare(model)
             torch.manual_seed(self.config.train.seed + 1 + self.dist.rank)
-        self.scheduler = make_scheduler(self.optimizer, self.config, done_steps=state.step)
+        if state.step:
+            self.scheduler = make_scheduler(self.optimizer, self.config, done_steps=state.step)
         if self.dist.is_main:
             for line in self.validation.messages:
                 print(f"validation: {line}")
