@@ -157,6 +157,23 @@ def test_experanto_session_equals_its_sensorium_tree(tmp_path):
     assert not any((tmp_path / "exp").rglob("combined_meta.json")), "nothing written there"
 
 
+def test_caches_follow_changes_of_the_source(tmp_path):
+    """Derived values are cached outside the data, under a key that changes with the source."""
+    import os
+
+    from cortexfm.data.cache import session_cache_dir
+
+    nwb = write_timed_nwb(recording(), tmp_path / "s.nwb")
+    exp = write_timed_experanto(recording(), tmp_path / "exp", NWB_TIERS)
+    before = session_cache_dir(nwb), session_cache_dir(exp)
+    for path in (nwb, exp / "responses" / "data.mem"):
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    after = session_cache_dir(nwb), session_cache_dir(exp)
+    assert before[0] != after[0] and before[1] != after[1]
+    assert not str(after[0]).startswith(str(tmp_path))
+
+
 def test_experanto_truncated_memmap_names_file_and_field(tmp_path):
     path = write_timed_experanto(recording(), tmp_path / "exp", NWB_TIERS)
     data = path / "responses" / "data.mem"

@@ -22,6 +22,18 @@ def cache_root() -> Path:
     return Path(base) / "cortexfm"
 
 
+#: Files whose size and time key a session's cache (Sensorium trees, experanto folders).
+FINGERPRINT_FILES = (
+    "meta/trials/tiers.npy",
+    "meta/neurons/unit_ids.npy",
+    "meta/session.json",
+    "screen/timestamps.npy",
+    "responses/meta.yml",
+    "responses/data.mem",
+    "responses/data.npy",
+)
+
+
 def session_cache_dir(session_path: Path) -> Path:
     """A cache folder for one session tree (created on demand by writers)."""
     path = session_path.resolve()
@@ -29,7 +41,7 @@ def session_cache_dir(session_path: Path) -> Path:
     if path.is_file():  # a one-file session (NWB): a changed file gets a new folder
         st = path.stat()
         h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-    for name in ("meta/trials/tiers.npy", "meta/neurons/unit_ids.npy", "meta/session.json"):
+    for name in FINGERPRINT_FILES:
         f = path / name
         if f.exists():
             st = f.stat()
