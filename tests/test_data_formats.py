@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cortexfm.data import open_cohort, open_session
@@ -197,7 +198,8 @@ def test_every_command_reads_both_formats(tmp_path, capsys):
     cohort = tmp_path / "cohort"
     cohort.mkdir()
     write_timed_nwb(recording(), cohort / "scan.nwb")
-    write_timed_experanto(recording(seed=1), cohort / "exp", NWB_TIERS)
+    rec = make_timed_recording(LENGTHS, HASHES, fields=[10, 12], frame_size=SIZE, seed=1)
+    write_timed_experanto(rec, cohort / "exp", NWB_TIERS)
     assert main(["validate", str(cohort)]) == 0
     text = capsys.readouterr().out
     assert "(NWB file)" in text and "(experanto folder)" in text and "2/2 session(s) valid" in text
@@ -217,6 +219,25 @@ def test_every_command_reads_both_formats(tmp_path, capsys):
         main(["predict", str(checkpoint), str(movie), "--session", "scan", "--out", str(out)]) == 0
     )
     assert np.load(out).shape == (40, sum(FIELDS))
+    few = tmp_path / "few.csv"
+    pd.DataFrame({"unit_id": rec.unit_ids[:6], "cell_type": ["23P", "4P"] * 3}).to_csv(few)
+    # a new mouse held as experanto, on the core trained from the NWB scan alone
+    nwb_run = tmp_path / "nwb_run"
+    args = ["train", "--data", str(cohort / "scan.nwb"), "--preset", "tiny", "--out", str(nwb_run)]
+    assert main([*args, *TINY_TRAINING, "train.position_search_steps=[]"]) == 0
+    transferred = tmp_path / "transfer"
+    args = ["transfer", str(nwb_run / "best.safetensors"), "--data", str(cohort / "exp")]
+    assert main([*args, "--out", str(transferred), *TINY_TRAINING]) == 0
+    ckpt = str(transferred / "best.safetensors")
+    args = ["insilico", ckpt, "--data", str(cohort / "exp"), "--out", str(tmp_path / "ins")]
+    assert main([*args, "--meis", "1", "--mei-steps", "2", "--frames", "30"]) == 0
+    types = tmp_path / "types.csv"
+    cell_types = ["23P", "4P"] * 11
+    pd.DataFrame({"unit_id": rec.unit_ids, "cell_type": cell_types}).to_csv(types, index=False)
+    args = ["anatomy", ckpt, "--data", str(cohort / "exp"), "--out", str(tmp_path / "anat")]
+    assert main([*args, "--cell-types", str(types), "--permutations", "1"]) == 0
+    assert main([*args, "--cell-types", str(few), "--permutations", "1"]) == 2
+    assert "needs at least 2 types with >= 5 neurons" in capsys.readouterr().err
     assert not any(
         p.name.startswith(".") or p.suffix == ".json" for p in (cohort / "exp").rglob("*")
     )

@@ -65,6 +65,12 @@ def classify(
     if len(x) != len(y):
         raise ValueError(f"{len(x)} feature rows but {len(y)} labels")
     classes, counts = np.unique(y, return_counts=True)
+    if np.sum(counts >= folds) < 2:
+        raise ValueError(
+            f"{name}: classifying cell types needs at least 2 types with >= {folds} neurons "
+            f"each (for {folds}-fold cross-validation); the table has "
+            f"{dict(zip(classes.tolist(), counts.tolist(), strict=True))}"
+        )
     if counts.min() < folds:
         keep = np.isin(y, classes[counts >= folds])
         x, y = x[keep], y[keep]
