@@ -249,34 +249,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from cortexfm import __version__
+# -- arguments of each command ------------------------------------------------------------
 
-    parser = argparse.ArgumentParser(
-        prog="cortexfm", description="Foundation models of mouse visual cortex."
-    )
-    parser.add_argument("--version", action="version", version=f"cortexfm {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    fmt = argparse.RawDescriptionHelpFormatter
-    from cortexfm.train.config import config_reference
 
-    reference = config_reference()
-
-    p = sub.add_parser(
-        "validate",
-        help="check a data tree and summarise it",
-        epilog=EXAMPLES["validate"],
-        formatter_class=fmt,
-    )
+def _args_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="a session folder, or a folder of session folders")
-    p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser(
-        "simulate",
-        help="simulate a cohort of mice (Sensorium 2023 trees with ground truth)",
-        epilog=EXAMPLES["simulate"],
-        formatter_class=fmt,
-    )
+
+def _args_simulate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mice", type=int, default=4)
     p.add_argument("--neurons", type=int, default=1000, help="neurons per mouse")
     p.add_argument(
@@ -309,14 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="index of the first mouse (held-out mice: the foundation cohort's count)",
     )
     p.add_argument("--out", required=True, help="output folder (one sub-folder per mouse)")
-    p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser(
-        "train",
-        help="train a foundation model on a cohort (one process, or many with torchrun)",
-        epilog=EXAMPLES["train"] + "\n\n" + reference,
-        formatter_class=fmt,
-    )
+
+def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="cohort folder (or one session folder)")
     p.add_argument("--out", required=True, help="output folder for checkpoints and logs")
     p.add_argument("--config", default=None, help="JSON or TOML run config")
@@ -341,27 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "overrides", nargs="*", help="config overrides, e.g. train.lr=1e-3 model.core.hidden=48"
     )
-    p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser(
-        "evaluate",
-        help="score a checkpoint on a cohort's test trials (CC_norm, single-trial, Sensorium)",
-        epilog=EXAMPLES["evaluate"],
-        formatter_class=fmt,
-    )
+
+def _args_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", nargs="+", help="one or more .safetensors checkpoints")
     p.add_argument("--labels", default=None, help="comma-separated names of the checkpoints")
     p.add_argument("--data", required=True, help="cohort or session folder")
     p.add_argument("--out", default=None, help="output folder (default: next to the checkpoint)")
     p.add_argument("--tiers", default=None, help="comma-separated tiers (default: all test tiers)")
-    p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser(
-        "transfer",
-        help="adapt a foundation model to new mice (frozen core), or train them from scratch",
-        epilog=EXAMPLES["transfer"] + "\n\n" + reference,
-        formatter_class=fmt,
-    )
+
+def _args_transfer(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="the foundation model's checkpoint")
     p.add_argument("--data", required=True, help="the new mouse's session folder (or a cohort)")
     p.add_argument("--out", required=True)
@@ -377,14 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("overrides", nargs="*", help="train.* overrides, e.g. train.max_steps=300")
-    p.set_defaults(func=_cmd_transfer)
 
-    p = sub.add_parser(
-        "data-efficiency",
-        help="foundation transfer vs individual models by minutes of new-mouse data",
-        epilog=EXAMPLES["data-efficiency"] + "\n\n" + reference,
-        formatter_class=fmt,
-    )
+
+def _args_data_efficiency(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="the foundation model's checkpoint")
     p.add_argument("--data", required=True, help="held-out mice (never seen by the foundation)")
     p.add_argument("--out", required=True)
@@ -399,14 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="fits run at once, each in its own process sharing the CPU cores (default 1)",
     )
     p.add_argument("overrides", nargs="*", help="train.* overrides for every fit")
-    p.set_defaults(func=_cmd_data_efficiency)
 
-    p = sub.add_parser(
-        "anatomy",
-        help="functional barcodes vs cell types, morphology and connectivity",
-        epilog=EXAMPLES["anatomy"],
-        formatter_class=fmt,
-    )
+
+def _args_anatomy(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True, help="the cohort (simulated: ground truth is used)")
     p.add_argument("--out", required=True)
@@ -416,14 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", default="unit_id")
     p.add_argument("--type-column", default="cell_type")
     p.add_argument("--permutations", type=int, default=5, help="label permutations for chance")
-    p.set_defaults(func=_cmd_anatomy)
 
-    p = sub.add_parser(
-        "insilico",
-        help="in-silico experiments: tuning, receptive fields, frequency tuning, most exciting inputs",
-        epilog=EXAMPLES["insilico"],
-        formatter_class=fmt,
-    )
+
+def _args_insilico(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True, help="session(s) the model knows")
     p.add_argument("--out", required=True)
@@ -441,15 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--validate", action="store_true", help="compare with the simulator's ground truth"
     )
-    p.set_defaults(func=_cmd_insilico)
 
-    p = sub.add_parser(
-        "predict",
-        help="predict responses to any movie (video file, .npy, image folder), or write the "
-        "Sensorium 2023 submission file",
-        epilog=EXAMPLES["predict"],
-        formatter_class=fmt,
-    )
+
+def _args_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("movie", nargs="?", help="video file (mp4, avi, gif, ...), .npy or image folder")
     p.add_argument("--out", required=True, help=".npy or .parquet (a folder for sensorium2023)")
@@ -485,18 +429,100 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tiers", default=None, help="sensorium2023: comma-separated test tiers")
     p.add_argument("--format", choices=["auto", "sensorium2023"], default="auto")
-    p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser(
-        "demo",
-        help="run the end-to-end demo on the built-in simulated cohort",
-        epilog=EXAMPLES["demo"],
-        formatter_class=fmt,
-    )
+
+def _args_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (used by CI)")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_demo)
+
+
+#: Each command: its help line, its arguments, what runs it, and whether --help lists the
+#: configuration keys.
+COMMANDS = {
+    "validate": (
+        "check a data tree and summarise it",
+        _args_validate,
+        _cmd_validate,
+        False,
+    ),
+    "simulate": (
+        "simulate a cohort of mice (Sensorium 2023 trees with ground truth)",
+        _args_simulate,
+        _cmd_simulate,
+        False,
+    ),
+    "train": (
+        "train a foundation model on a cohort (one process, or many with torchrun)",
+        _args_train,
+        _cmd_train,
+        True,
+    ),
+    "evaluate": (
+        "score a checkpoint on a cohort's test trials (CC_norm, single-trial, Sensorium)",
+        _args_evaluate,
+        _cmd_evaluate,
+        False,
+    ),
+    "transfer": (
+        "adapt a foundation model to new mice (frozen core), or train them from scratch",
+        _args_transfer,
+        _cmd_transfer,
+        True,
+    ),
+    "data-efficiency": (
+        "foundation transfer vs individual models by minutes of new-mouse data",
+        _args_data_efficiency,
+        _cmd_data_efficiency,
+        True,
+    ),
+    "anatomy": (
+        "functional barcodes vs cell types, morphology and connectivity",
+        _args_anatomy,
+        _cmd_anatomy,
+        False,
+    ),
+    "insilico": (
+        "in-silico experiments: tuning, receptive fields, frequency tuning, most exciting inputs",
+        _args_insilico,
+        _cmd_insilico,
+        False,
+    ),
+    "predict": (
+        "predict responses to any movie (video file, .npy, image folder), or write the "
+        "Sensorium 2023 submission file",
+        _args_predict,
+        _cmd_predict,
+        False,
+    ),
+    "demo": (
+        "run the end-to-end demo on the built-in simulated cohort",
+        _args_demo,
+        _cmd_demo,
+        False,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cortexfm import __version__
+    from cortexfm.train.config import config_reference
+
+    parser = argparse.ArgumentParser(
+        prog="cortexfm", description="Foundation models of mouse visual cortex."
+    )
+    parser.add_argument("--version", action="version", version=f"cortexfm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    reference = config_reference()  # every model.* / train.* key, for the training commands
+    for name, (help_text, add_arguments, command, lists_config) in COMMANDS.items():
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            epilog=EXAMPLES[name] + ("\n\n" + reference if lists_config else ""),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_arguments(p)
+        p.set_defaults(func=command)
     return parser
 
 
