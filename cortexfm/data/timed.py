@@ -127,7 +127,7 @@ class TimedSignal:
             )
 
     def _rows(self, lo: int, hi: int) -> np.ndarray:
-        # np.array: a plain ndarray (arithmetic on np.memmap views is several times slower)
+        # np.array: a plain in-memory copy of just these rows
         block = np.array(self.array[lo:hi], dtype=np.float32)
         if block.ndim == 1:
             block = block[:, None]
