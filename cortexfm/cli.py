@@ -504,23 +504,37 @@ COMMANDS = {
 }
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser; the training commands' ``--help`` ends with every configuration key
+    (built only when help is shown: it imports the model, and with it torch)."""
+
+    lists_config = False
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if not self.lists_config:
+            return text
+        from cortexfm.train.config import config_reference
+
+        return f"{text}\n{config_reference()}\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cortexfm import __version__
-    from cortexfm.train.config import config_reference
 
     parser = argparse.ArgumentParser(
         prog="cortexfm", description="Foundation models of mouse visual cortex."
     )
     parser.add_argument("--version", action="version", version=f"cortexfm {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    reference = config_reference()  # every model.* / train.* key, for the training commands
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
     for name, (help_text, add_arguments, command, lists_config) in COMMANDS.items():
         p = sub.add_parser(
             name,
             help=help_text,
-            epilog=EXAMPLES[name] + ("\n\n" + reference if lists_config else ""),
+            epilog=EXAMPLES[name],
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        p.lists_config = lists_config
         add_arguments(p)
         p.set_defaults(func=command)
     return parser
