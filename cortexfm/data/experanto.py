@@ -40,7 +40,7 @@ import yaml
 
 from cortexfm.data import schema
 from cortexfm.data.errors import DataFormatError
-from cortexfm.data.npy import open_array
+from cortexfm.data.npy import load_small, open_array
 from cortexfm.data.timed import FrameStore, TimedSession, TimedSignal, TimedTrial, repeat_tiers
 
 SEQUENCES = ("responses", "eye_tracker", "treadmill")
@@ -103,7 +103,7 @@ def read_sequence(folder: Path, columns=None) -> TimedSignal:
     stamps = folder / "timestamps.npy"
     rate = None
     if stamps.is_file():
-        times = np.load(stamps)
+        times = load_small(stamps)
         if times.shape != (n,):
             raise DataFormatError(
                 stamps, f"shape {times.shape}, expected ({n},) = meta.yml's n_timestamps"
@@ -112,7 +112,7 @@ def read_sequence(folder: Path, columns=None) -> TimedSignal:
         rate = _field(meta, "sampling_rate", meta_path)
         times = _field(meta, "start_time", meta_path) + np.arange(n) / rate
     shifts = folder / "meta" / "phase_shifts.npy"
-    offsets = np.load(shifts) if shifts.is_file() else None
+    offsets = load_small(shifts) if shifts.is_file() else None
     if offsets is not None and offsets.shape != (width,):
         raise DataFormatError(shifts, f"shape {offsets.shape}, expected ({width},) = n_signals")
     return TimedSignal(data, times, path, folder.name, columns=columns, offsets=offsets, rate=rate)
@@ -181,12 +181,12 @@ class ExperantoSession(TimedSession):
         n = self.signals["responses"][0].n_columns
         meta = self.path / "responses" / "meta"
         ids = meta / "unit_ids.npy"
-        self.unit_ids = np.load(ids).reshape(-1) if ids.is_file() else np.arange(n)
+        self.unit_ids = load_small(ids).reshape(-1) if ids.is_file() else np.arange(n)
         if len(self.unit_ids) != n:
             raise DataFormatError(ids, f"{len(self.unit_ids)} unit ids for {n} response signals")
         coords = meta / "cell_motor_coordinates.npy"
         self.coordinates = (
-            np.load(coords).astype(float) if coords.is_file() else np.full((n, 3), np.nan)
+            load_small(coords).astype(float) if coords.is_file() else np.full((n, 3), np.nan)
         )
         if self.coordinates.shape != (n, 3):
             raise DataFormatError(coords, f"shape {self.coordinates.shape}, expected ({n}, 3)")
@@ -218,7 +218,7 @@ class ExperantoSession(TimedSession):
         stamps = screen / "timestamps.npy"
         if not stamps.is_file():
             raise DataFormatError(stamps, "file is missing")
-        times = np.load(stamps).astype(np.float64).reshape(-1)
+        times = load_small(stamps).astype(np.float64).reshape(-1)
         metas = sorted((screen / "meta").glob("*.yml"), key=lambda p: p.stem)
         if not metas:
             raise DataFormatError(screen / "meta", "no trial .yml files")

@@ -42,6 +42,7 @@ from cortexfm.atomic import save_npy_atomic
 from cortexfm.data.cache import session_cache_dir
 from cortexfm.data.errors import DataFormatError
 from cortexfm.data.fnn import natural_key
+from cortexfm.data.npy import load_small
 from cortexfm.data.timed import FrameStore, TimedSession, TimedSignal, TimedTrial, repeat_tiers
 
 NATURAL = re.compile(r"clip|movie|natural", re.IGNORECASE)
@@ -121,6 +122,17 @@ class _NwbFrames(FrameStore):
         block = np.asarray(self.h5(self.name)[first : last + 1], dtype=np.float32)
         out = block[indices - first]
         return out.mean(axis=-1) if out.ndim == 4 else out
+
+
+def _mask_centroids(masks: Any, n: int) -> np.ndarray:
+    """``[rois, 2]`` (x, y) pixel centroids of ``masks [rois, H, W]``, 64 rois at a time."""
+    centroids = np.zeros((n, 2))
+    for lo in range(0, n, 64):  # a few tens of MB at a time
+        block = np.asarray(masks[lo : lo + 64], dtype=np.float64)
+        total = block.sum(axis=(1, 2)).clip(min=1e-12)
+        centroids[lo : lo + 64, 0] = (block.sum(axis=1) * np.arange(block.shape[2])).sum(1) / total
+        centroids[lo : lo + 64, 1] = (block.sum(axis=2) * np.arange(block.shape[1])).sum(1) / total
+    return centroids
 
 
 def _to_um(plane: Any, unit_field: str) -> float:
@@ -294,18 +306,12 @@ class NwbSession(TimedSession):
         if "image_mask" not in table.colnames:
             return np.full((n, 3), np.nan)
         cache = session_cache_dir(self.path) / f"centroids-{table.name}.npy"
-        if cache.exists():
-            centroids = np.load(cache)
-        else:
-            masks = h5(table["image_mask"].data.name)
-            centroids = np.zeros((n, 2))
-            for lo in range(0, n, 64):  # a few tens of MB at a time
-                block = np.asarray(masks[lo : lo + 64], dtype=np.float64)
-                total = block.sum(axis=(1, 2)).clip(min=1e-12)
-                rows = np.arange(block.shape[1])
-                cols = np.arange(block.shape[2])
-                centroids[lo : lo + 64, 0] = (block.sum(axis=1) * cols).sum(1) / total
-                centroids[lo : lo + 64, 1] = (block.sum(axis=2) * rows).sum(1) / total
+        try:
+            centroids = load_small(cache)
+            if centroids.shape != (n, 2):
+                raise DataFormatError(cache, "stale")
+        except DataFormatError:  # absent, broken or stale: recomputed
+            centroids = _mask_centroids(h5(table["image_mask"].data.name), n)
             with contextlib.suppress(OSError):  # an unwritable cache only costs time
                 save_npy_atomic(cache, centroids)
         plane = table.imaging_plane
