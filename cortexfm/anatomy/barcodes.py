@@ -64,10 +64,13 @@ def behavioural_modulation(
     device = next(model.parameters()).device
     x = torch.as_tensor(behavior, dtype=torch.float32, device=device)[None]
     modulation, _ = modules.modulation(to_model_units(x, norm.behavior_mean, norm.behavior_std))
-    log_gain = modules.readout.log_gain(modulation)[0].double().cpu().numpy()  # [T, neurons]
     z = (behavior - behavior.mean(0)) / np.where(behavior.std(0) > 0, behavior.std(0), 1.0)
     design = np.column_stack([np.ones(len(z)), z[:, 1], z[:, 0]])  # running, pupil
-    slopes = np.linalg.lstsq(design, log_gain, rcond=None)[0][1:]
+    # log gain = modulation @ gain.T is linear in the modulation features: regress those
+    # ([time, M]) and map the slopes through each neuron's gain weights ([M, neurons])
+    features = modulation[0].double().cpu().numpy()
+    per_feature = np.linalg.lstsq(design, features, rcond=None)[0][1:]  # [2, M]
+    slopes = per_feature @ modules.readout.gain.detach().double().cpu().numpy().T
     return pd.DataFrame(
         {
             "unit_id": modules.unit_ids.cpu().numpy(),
