@@ -11,7 +11,7 @@ import torch
 from cortexfm.data.statistics import Normalizer, Statistics
 from cortexfm.model import FoundationModel, SessionInfo, apply_overrides, preset, response_loss
 from cortexfm.model.config import ModelConfig, from_dict, to_dict
-from cortexfm.model.perspective import Perspective
+from cortexfm.model.perspective import Perspective, rotation_matrix
 from cortexfm.train.config import RunConfig, load_run_config
 
 
@@ -56,6 +56,43 @@ def test_perspective_is_the_identity_at_initialisation_and_rotation_shifts_the_i
     columns = moved[0, 0].sum(0)
     assert abs(float(columns.argmax()) - 31.5) > 3
     assert moved.shape == video.shape
+
+
+def test_sampling_grid_is_the_ray_monitor_intersection_and_a_fixed_gaze_is_computed_once():
+    torch.manual_seed(0)
+    config = preset("cpu").perspective
+    perspective = Perspective(config)
+    with torch.no_grad():  # a turned eye and a tilted, shifted monitor
+        perspective.eye[-1].weight.normal_(0, 0.2)
+        perspective.eye[-1].bias.copy_(torch.tensor([0.2, -0.1, 0.05]))
+        perspective.monitor_rotation.copy_(torch.tensor([0.1, 0.05, -0.1]))
+        perspective.monitor_translation.copy_(torch.tensor([0.05, -0.02, 0.1]))
+    gaze = torch.randn(5, 2)
+    grid = perspective.sampling_grid(gaze).double()
+    # reference: intersect each rotated ray with the plane explicitly, in float64
+    eye = rotation_matrix(perspective.eye_rotation(gaze)).double()
+    monitor = rotation_matrix(perspective.monitor_rotation).double()
+    centre = monitor[:, 2] + perspective.monitor_translation.double()
+    for n in range(5):
+        for row, column in [(0, 0), (17, 30), (35, 63), (10, 50)]:
+            ray = eye[n] @ perspective.rays[row, column].double()
+            s = (centre @ monitor[:, 2]) / (ray @ monitor[:, 2])
+            local = monitor.T @ (s * ray - centre)
+            expected = local[:2] / torch.tensor(
+                [config.monitor_half_width, config.monitor_half_height]
+            )
+            torch.testing.assert_close(
+                grid[n, row, column], expected.double(), atol=1e-5, rtol=1e-5
+            )
+    video = torch.rand(2, 6, 36, 64)
+    fixed = gaze[:1].expand(2, 6, 2)  # one gaze throughout: one grid, shared by every frame
+    varying = fixed.clone()
+    varying[1, 3] += 0.5  # one frame looks elsewhere: a grid per frame
+    once, per_frame = perspective(video, fixed), perspective(video, varying)
+    assert not torch.allclose(per_frame[1, 3], once[1, 3])
+    keep = torch.ones(2, 6, dtype=torch.bool)
+    keep[1, 3] = False
+    torch.testing.assert_close(once[keep], per_frame[keep], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["tiny", "cpu"])

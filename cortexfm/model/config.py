@@ -62,6 +62,12 @@ class ReadoutConfig:
     sample: bool = False
     init_sigma: float = 0.1  # initial position spread, in feature-map units ([-1, 1])
     output: Literal["softplus", "exp", "identity"] = "softplus"
+    # the barcodes' starting point: "random" (N(0, 1/C) per weight) or "uniform" (every weight
+    # 1/C, as in Lurz et al. 2021). Random barcodes of unit norm barely move in training: the
+    # core adapts to them instead (after 1,000 steps two models started from the same draw
+    # share barcodes at cosine 0.74-0.997), and each neuron then reads a random mixture of
+    # oriented channels. Uniform barcodes carry nothing until the data write them.
+    barcode_init: Literal["random", "uniform"] = "random"
     # a per-neuron multiplicative gain from behaviour: response * exp(g_n . modulation_t), g_n
     # learned from zero. Running and arousal scale visual responses neuron by neuron; through
     # the core alone, behaviour can only shift the features that every neuron shares.

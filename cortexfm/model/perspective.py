@@ -48,31 +48,44 @@ class Perspective(nn.Module):
             [u * config.monitor_half_width, v * config.monitor_half_height, torch.ones_like(u)], -1
         )
         self.register_buffer("rays", rays, persistent=False)  # [h, w, 3]
+        half_size = torch.tensor([config.monitor_half_width, config.monitor_half_height])
+        self.register_buffer("half_size", half_size, persistent=False)
 
     def eye_rotation(self, pupil_center: Tensor) -> Tensor:
         """``[..., 2]`` normalised pupil centre -> ``[..., 3]`` rotation angles (radians)."""
         return 0.5 * torch.tanh(self.eye(pupil_center))  # at most ~29 degrees
 
     def sampling_grid(self, pupil_center: Tensor) -> Tensor:
-        """``[n, 2]`` -> ``[n, h, w, 2]`` monitor coordinates in [-1, 1] (outside: missed)."""
+        """``[n, 2]`` -> ``[n, h, w, 2]`` monitor coordinates in [-1, 1] (outside: missed).
+
+        A retina ray ``r`` leaves the eye as ``E r`` (``E``: eye rotation) and meets the monitor
+        plane (unit normal ``m``, centre ``o``) at ``s E r`` with ``s = (o . m) / (m . E r)``;
+        its coordinates along the monitor's axes ``a_x, a_y`` are ``a . (s E r - o)``. Every
+        step is linear in ``r`` except the division, so one ``[n, 3, 3]`` matrix per frame maps
+        the rays to ``(a_x . E r, a_y . E r, m . E r)`` in a single batched product.
+        """
         eye = rotation_matrix(self.eye_rotation(pupil_center))  # [n, 3, 3]
-        rays = torch.einsum("nij,hwj->nhwi", eye, self.rays)
-        monitor = rotation_matrix(self.monitor_rotation)  # [3, 3]
+        monitor = rotation_matrix(self.monitor_rotation)  # columns: the monitor's x, y, normal
         normal = monitor[:, 2]
-        origin = normal + self.monitor_translation
-        denom = rays @ normal  # [n, h, w]
+        origin = normal + self.monitor_translation  # the monitor's centre
+        project = monitor.T @ eye  # [n, 3, 3]: rows a_x E, a_y E, m E
+        h, w = self.config.retina_size
+        projected = self.rays.reshape(1, h * w, 3) @ project.transpose(1, 2)  # [n, h*w, 3]
+        denom = projected[..., 2:]
         hit = denom > 1e-6
         distance = (origin @ normal) / torch.where(hit, denom, torch.ones_like(denom))
-        points = rays * distance.unsqueeze(-1) - origin  # on the plane, relative to its centre
-        local = points @ monitor  # coordinates along the monitor's axes
-        x = local[..., 0] / self.config.monitor_half_width
-        y = local[..., 1] / self.config.monitor_half_height
-        far = torch.full_like(x, 4.0)  # beyond the frame: zero padding
-        return torch.stack([torch.where(hit, x, far), torch.where(hit, y, far)], -1)
+        local = projected[..., :2] * distance - origin @ monitor[:, :2]
+        local = local / self.half_size
+        far = torch.full_like(local, 4.0)  # beyond the frame: zero padding
+        return torch.where(hit, local, far).reshape(-1, h, w, 2)
 
     def forward(self, video: Tensor, pupil_center: Tensor) -> Tensor:
         b, t, height, width = video.shape
-        grid = self.sampling_grid(pupil_center.reshape(b * t, 2))
+        gaze = pupil_center.reshape(b * t, 2)
+        if bool((gaze == gaze[:1]).all()):  # one gaze throughout (e.g. predicting at rest)
+            grid = self.sampling_grid(gaze[:1]).expand(b * t, -1, -1, -1)
+        else:
+            grid = self.sampling_grid(gaze)
         frames = video.reshape(b * t, 1, height, width)
         retina = F.grid_sample(
             frames, grid, mode="bilinear", padding_mode="zeros", align_corners=True

@@ -74,7 +74,11 @@ class Readout(nn.Module):
         self.register_buffer("coords", torch.from_numpy(standardise_coordinates(coordinates)))
         self.delta = nn.Parameter(torch.zeros(n, 2))
         self.log_sigma = nn.Parameter(torch.full((n,), float(np.log(config.init_sigma))))
-        self.weight = nn.Parameter(torch.randn(n, channels) / channels**0.5)  # the barcodes
+        if config.barcode_init == "uniform":
+            barcodes = torch.full((n, channels), 1.0 / channels)
+        else:
+            barcodes = torch.randn(n, channels) / channels**0.5
+        self.weight = nn.Parameter(barcodes)  # the barcodes
         self.bias = nn.Parameter(torch.zeros(n))
 
     @property
