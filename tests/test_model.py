@@ -353,3 +353,19 @@ def test_behavior_gain_starts_neutral_and_scales_each_neuron():
         ref, _ = plain("a", video, behavior, pupil)
         changed = ~torch.isclose(out, ref).all(dim=(0, 1))
     assert changed[3] and changed.sum() == 1
+
+
+def test_uniform_barcodes_start_equal_and_the_data_tell_them_apart():
+    from cortexfm.model.config import ReadoutConfig
+    from cortexfm.model.readout import PositionMap, Readout
+
+    torch.manual_seed(0)
+    coordinates = np.random.default_rng(0).normal(size=(20, 3))
+    readout = Readout(ReadoutConfig(barcode_init="uniform"), 6, coordinates)
+    torch.testing.assert_close(readout.weight, torch.full((20, 6), 1 / 6))
+    features = torch.randn(2, 5, 6, 7, 11)
+    target = torch.randn(2, 5, 20)
+    loss = (readout(features, PositionMap(), sample=False) - target).square().mean()
+    loss.backward()
+    assert readout.weight.grad.std(0).min() > 0  # each neuron's barcode moves its own way
+    assert Readout(ReadoutConfig(), 6, coordinates).weight.std() > 0.2  # random: N(0, 1/C)
