@@ -217,3 +217,15 @@ def test_optimizer_groups_scale_readout_and_perspective_learning_rates(sim_cohor
         expected = 4 if ".readout." in name else 0.25 if ".perspective." in name else 1
         assert ids[id(p)] == expected, name
     assert learning_rate_factor(0, config) > 0
+
+
+def test_readout_l1_shrinks_the_barcodes(sim_cohort: Path, tmp_path: Path):
+    cohort = open_cohort(sim_cohort)
+    norms = {}
+    for l1 in (0.0, 1.0):
+        extra = ["train.max_steps=4", f"train.readout_l1={l1}", "train.lr=0.03"]
+        train(cohort, _config(*extra), tmp_path / f"l1_{l1}", progress=False)
+        model = load_checkpoint(tmp_path / f"l1_{l1}" / "last.safetensors").model
+        barcodes = model.session(cohort[0].session_id).readout.weight.detach()
+        norms[l1] = float(barcodes.abs().sum(1).mean())
+    assert norms[1.0] < 0.9 * norms[0.0]

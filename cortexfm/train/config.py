@@ -36,6 +36,9 @@ class TrainConfig:
     # share of the loss with each neuron's gain fitted per window (0: off; model/loss.py):
     # slow gain changes (running, arousal) then drop out of that share's gradient
     window_gain: float = 0.0
+    # L1 penalty on the barcodes, train.readout_l1 x (mean over neurons of sum_c |w_nc|), added
+    # to the loss: each neuron reads few core channels (Lurz et al. 2021's feature regulariser)
+    readout_l1: float = 0.0
     batches_per_step: int = 1  # global batches per optimizer step (split across DDP ranks)
     steps_per_epoch: int = 100  # validation, checkpoint and early-stopping interval
     max_steps: int = 2000
