@@ -6,9 +6,9 @@ video is an H.264 mp4 written with PyAV; the command runs in a child process who
 resident memory is read from the OS.
 
     python benchmarks/predict_speed.py            # 10 minutes, 8,000 neurons
-    python benchmarks/predict_speed.py --minutes 1 --format parquet --sequential
+    python benchmarks/predict_speed.py --minutes 1 --format parquet --segments 8
 
-``--check-warmup CKPT --data SESSION`` measures what the default parallel segments cost in
+``--check-warmup CKPT --data SESSION`` measures what parallel segments (``--segments N``) cost in
 accuracy on a trained twin: the largest difference from one sequential pass over 8 training
 trials in a row, per warm-up length, relative to the predictions' s.d.
 """
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--format", choices=["npy", "parquet"], default="npy")
     parser.add_argument("--chunk", type=int, default=600)
-    parser.add_argument("--sequential", action="store_true")
+    parser.add_argument("--segments", type=int, default=1)
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--check-warmup", default=None, metavar="CKPT")
     parser.add_argument("--data", default=None, help="a session of the checkpoint")
@@ -120,7 +120,8 @@ def main() -> None:
             str(out),
             "--chunk",
             str(args.chunk),
-            *(["--sequential"] if args.sequential else []),
+            "--segments",
+            str(args.segments),
             "--precision",
             args.precision,
         ]
@@ -136,6 +137,7 @@ def main() -> None:
             "preset": args.preset,
             "format": args.format,
             "precision": args.precision,
+            "segments": args.segments,
             "wall_s_including_start_up": round(seconds, 1),
             "frames_per_s": round(frames / seconds, 1),
             "peak_memory_mb": round(peak_mb),

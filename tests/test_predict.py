@@ -250,3 +250,25 @@ def test_sensorium2023_submission_file(tmp_path: Path):
                 session.session_id, trial.video, trial.behavior, trial.pupil_center
             )
             np.testing.assert_allclose(prediction, expected.numpy()[50:].T, rtol=1e-5, atol=1e-6)
+
+
+def test_prefetched_chunks_keep_order_errors_and_stop_early():
+    from cortexfm.predict.stream import _prefetched
+
+    def chunks(fail_at: int | None):
+        for i in range(5):
+            if i == fail_at:
+                raise ValueError(f"frame {i} is corrupt")
+            yield np.full(3, i)
+
+    assert [int(c[0]) for c in _prefetched(chunks(None))] == [0, 1, 2, 3, 4]
+    seen = []
+    with pytest.raises(ValueError, match="frame 3 is corrupt"):
+        for c in _prefetched(chunks(3)):
+            seen.append(int(c[0]))
+    assert seen == [0, 1, 2]
+    for _ in _prefetched(chunks(None)):  # leaving early stops the decoding thread
+        break
+    import threading
+
+    assert not any(t.name == "cortexfm-decode" for t in threading.enumerate())

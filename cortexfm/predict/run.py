@@ -34,7 +34,7 @@ def predict_file(
     pupil_center: str | Path | None = None,
     neurons: str | None = None,
     chunk: int = 1024,
-    sequential: bool = False,
+    segments: int = 1,
     precision: str = "float32",
     say: Callable[[str], None] = print,
 ) -> PredictionResult:
@@ -70,7 +70,7 @@ def predict_file(
         pupil_center=load_signal(pupil_center, "pupil_center") if pupil_center else None,
         unit_ids=parse_unit_ids(neurons) if neurons else None,
         chunk=chunk,
-        segments=1 if sequential else 8,
+        segments=segments,
         precision=precision,
     )
 

@@ -18,8 +18,10 @@ which the checkpoint stores with the weights.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +164,47 @@ def _window(signal: np.ndarray | None, rest: np.ndarray, start: int, n: int, nam
     return signal[start : start + n]
 
 
+def _prefetched(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """``chunks``, with the next one decoded in a background thread while the model runs on
+    the current one (video decoding releases the GIL; on 2 CPU cores this hid ~0.4 s of
+    decoding per 3,600 frames). Errors reach the caller at the chunk where they happened."""
+    slot: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()  # the consumer has left
+
+    def offer(item: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                slot.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not offer((chunk, None)):
+                    return
+        except BaseException as err:  # raised in the consumer, at this chunk
+            offer((None, err))
+            return
+        offer((None, None))
+
+    worker = threading.Thread(target=produce, name="cortexfm-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            chunk, err = slot.get()
+            if err is not None:
+                raise err
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        worker.join()
+
+
 #: ``predict_movie``'s arithmetic: exact float32, or bfloat16 autocast (faster, ~3 digits).
 PRECISIONS = ("float32", "bfloat16")
 
@@ -218,7 +261,7 @@ def predict_movie(
     pupil_center: np.ndarray | None = None,
     unit_ids: Sequence[int] | None = None,
     chunk: int = 600,
-    segments: int = 8,
+    segments: int = 1,
     warmup: int = WARMUP_FRAMES,
     precision: str = "float32",
     progress: bool = True,
@@ -229,11 +272,14 @@ def predict_movie(
     covering the converted movie (default: the session's training means). The file appears
     only when complete.
 
-    Speed: ``segments`` stretches of ``chunk`` frames are predicted side by side (one batch),
-    each starting from rest ``warmup`` frames before its first frame. A trained twin's memory
-    fades within a few seconds (``benchmarks/predict_speed.py --check-warmup`` measures it),
-    so this equals one sequential pass to float precision; ``segments=1`` is that exact
-    sequential pass (the recurrent state carried from chunk to chunk).
+    ``segments=1`` (the default) is one exact pass: the recurrent state is carried from chunk
+    to chunk, so the result does not depend on ``chunk``. ``segments=N`` predicts N stretches
+    of ``chunk`` frames side by side as one batch, each starting from rest ``warmup`` frames
+    before its first frame: a trained twin's memory fades within a few seconds
+    (``benchmarks/predict_speed.py --check-warmup`` measures it), so this equals the exact
+    pass to float precision, and the batch keeps a GPU busy. On a 2-core CPU the exact pass is
+    the faster one (``benchmarks/predict_speed.py``: the warm-up frames cost more than the
+    batch saves).
 
     ``precision="bfloat16"`` runs the model under bfloat16 autocast: about twice the core's
     speed on CPUs with native bfloat16 (AVX512-BF16, AMX) or on GPUs, at about three
@@ -274,7 +320,7 @@ def predict_movie(
         bar = tqdm(total=total, desc=f"predicting {session_id}", unit="frame", disable=not progress)
         device = next(model.parameters()).device.type
         try:
-            for video in movie.chunks(frame_format, chunk * segments):
+            for video in _prefetched(movie.chunks(frame_format, chunk * segments)):
                 n = len(video)
                 b = _window(behavior, rest_behavior, done, n, "behavior")
                 p = _window(pupil_center, rest_pupil, done, n, "pupil_center")
