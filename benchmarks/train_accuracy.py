@@ -13,6 +13,9 @@ Longer (2026-11-28, after the pink-noise fix re-drew the test clips' noise):
 ``--minutes 72 --out bench_runs/train72 train.max_steps=5000``: 5,000 steps in 71.7 min,
 median CC_norm 0.845 (per mouse 0.849, 0.817, 0.849, 0.858); the 3,000-step model scores 0.820
 on the same re-simulated test clips.
+With behaviour as a per-neuron gain (2026-12-01): random barcodes, 3,000 steps in 43.9 min,
+0.845; uniform barcodes (the defaults since), 3,000 steps in 40.0 min, 0.831 (per mouse 0.831,
+0.823, 0.845, 0.820).
 """
 
 from __future__ import annotations

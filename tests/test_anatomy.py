@@ -172,7 +172,12 @@ def test_behavioural_modulation_follows_the_readout_gain(sim_cohort: Path):
     assert np.abs(slopes[0]).sum() > 0
     np.testing.assert_allclose(slopes[1], 3 * slopes[0], rtol=1e-6, atol=1e-9)
     assert (
-        behavioural_modulation(build_model(cohort, load_run_config(None, [], "tiny")), session)
+        behavioural_modulation(
+            build_model(
+                cohort, load_run_config(None, ["model.readout.behavior_gain=false"], "tiny")
+            ),
+            session,
+        )
         is None
     )
 

@@ -150,7 +150,8 @@ def test_readout_memory_is_linear_and_a_100k_neuron_model_runs():
         sum(p.numel() for p in large.session("a").readout.parameters())
         - sum(p.numel() for p in small.session("a").readout.parameters())
     ) / 1000
-    assert per_neuron == small.core.out_channels + 4  # barcode + 2 position offsets + sigma + bias
+    # barcode + 2 position offsets + sigma + bias + the behavioural gain's weights
+    assert per_neuron == small.core.out_channels + 4 + preset("cpu").modulation.features
     sizes = [100_000 // 14 + (1 if i < 100_000 % 14 else 0) for i in range(14)]
     model = _model("cpu", sessions=tuple((f"m{i}", n) for i, n in enumerate(sizes)))
     assert sum(model.n_neurons(s) for s in model.session_ids) == 100_000
@@ -335,6 +336,7 @@ def test_sparse_inference_readout_equals_grid_sample():
 
 def test_behavior_gain_starts_neutral_and_scales_each_neuron():
     config = preset("tiny")
+    config.readout.behavior_gain = False
     gained = preset("tiny")
     gained.readout.behavior_gain = True
     rng = np.random.default_rng(0)
@@ -368,4 +370,5 @@ def test_uniform_barcodes_start_equal_and_the_data_tell_them_apart():
     loss = (readout(features, PositionMap(), sample=False) - target).square().mean()
     loss.backward()
     assert readout.weight.grad.std(0).min() > 0  # each neuron's barcode moves its own way
-    assert Readout(ReadoutConfig(), 6, coordinates).weight.std() > 0.2  # random: N(0, 1/C)
+    random = Readout(ReadoutConfig(barcode_init="random"), 6, coordinates)
+    assert random.weight.std() > 0.2  # N(0, 1/C)

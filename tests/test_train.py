@@ -229,3 +229,26 @@ def test_readout_l1_shrinks_the_barcodes(sim_cohort: Path, tmp_path: Path):
         barcodes = model.session(cohort[0].session_id).readout.weight.detach()
         norms[l1] = float(barcodes.abs().sum(1).mean())
     assert norms[1.0] < 0.9 * norms[0.0]
+
+
+def test_a_checkpoint_older_than_the_behaviour_gain_loads_with_its_wiring(
+    sim_cohort: Path, tmp_path: Path
+):
+    """Checkpoints from before ``readout.behavior_gain`` / ``core.behavior_input`` /
+    ``readout.barcode_init`` existed were trained with behaviour into the core and no gain."""
+    from safetensors import safe_open
+
+    cohort = open_cohort(sim_cohort)
+    old_wiring = ["model.core.behavior_input=true", "model.readout.behavior_gain=false"]
+    train(cohort, _config("train.max_steps=2", *old_wiring), tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "best.safetensors"
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+    config = json.loads(metadata["config"])
+    del config["model"]["core"]["behavior_input"], config["model"]["readout"]["behavior_gain"]
+    del config["model"]["readout"]["barcode_init"]
+    metadata["config"] = json.dumps(config)
+    save_file(load_file(path), tmp_path / "old.safetensors", metadata=metadata)
+    loaded = load_checkpoint(tmp_path / "old.safetensors")
+    assert loaded.config.model.core.behavior_input and not loaded.config.model.readout.behavior_gain
+    assert loaded.config.model.readout.barcode_init == "random"

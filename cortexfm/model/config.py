@@ -42,9 +42,11 @@ class CoreConfig:
     recurrent: Literal["convlstm", "none"] = "convlstm"
     skip: bool = False  # readouts also see the feed-forward features beside the ConvLSTM's
     hidden: int = 32  # ConvLSTM channels (the feature map the readouts sample)
-    # behaviour (the modulation features) enters the ConvLSTM's gates; false: the core sees
-    # the stimulus only (behaviour then acts through readout.behavior_gain, if on)
-    behavior_input: bool = True
+    # behaviour (the modulation features) enters the ConvLSTM's gates, as in Wang et al. 2025;
+    # false (the default): the core sees the stimulus only and behaviour acts through
+    # readout.behavior_gain. Measured on both simulator generators (CHANGELOG, issue 17):
+    # behaviour in the core lowered natural accuracy, full-field gratings and tuning
+    behavior_input: bool = False
     recurrent_kernel: int = 3
     # what the retina does first (cortexfm.model.retina): "none", "contrast" (gain control),
     # "whiten" (luminance + centre-surround residual channels) or "whiten_contrast" (both)
@@ -67,11 +69,11 @@ class ReadoutConfig:
     # core adapts to them instead (after 1,000 steps two models started from the same draw
     # share barcodes at cosine 0.74-0.997), and each neuron then reads a random mixture of
     # oriented channels. Uniform barcodes carry nothing until the data write them.
-    barcode_init: Literal["random", "uniform"] = "random"
+    barcode_init: Literal["random", "uniform"] = "uniform"
     # a per-neuron multiplicative gain from behaviour: response * exp(g_n . modulation_t), g_n
     # learned from zero. Running and arousal scale visual responses neuron by neuron; through
     # the core alone, behaviour can only shift the features that every neuron shares.
-    behavior_gain: bool = False
+    behavior_gain: bool = True
 
 
 @dataclass

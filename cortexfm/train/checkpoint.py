@@ -126,7 +126,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except (SafetensorError, RuntimeError, ValueError) as err:
         raise CheckpointError(path, f"corrupt or truncated tensor data ({err})") from None
     try:
-        config = RunConfig.from_dict(json.loads(meta["config"]))
+        config = RunConfig.from_dict(_with_former_defaults(json.loads(meta["config"])))
         sessions = json.loads(meta["sessions"])
         trainer = json.loads(meta.get("trainer", "{}"))
     except (KeyError, ValueError, TypeError) as err:
@@ -162,6 +162,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ema={k[len("ema/") :]: v for k, v in tensors.items() if k.startswith("ema/")},
         rng=tensors.get("rng/torch"),
     )
+
+
+#: Model settings whose default changed, with the value a checkpoint that predates the field
+#: was trained with (its config then lacks the key).
+FORMER_DEFAULTS = {
+    "core": {"behavior_input": True},
+    "readout": {"behavior_gain": False, "barcode_init": "random"},
+}
+
+
+def _with_former_defaults(config: dict) -> dict:
+    model = config.get("model", {})
+    for part, values in FORMER_DEFAULTS.items():
+        if isinstance(model.get(part), dict):
+            for key, value in values.items():
+                model[part].setdefault(key, value)
+    return config
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
