@@ -29,7 +29,7 @@ def export_barcodes(model: FoundationModel, session_ids: list[str] | None = None
     rows = []
     for session_id in session_ids or model.session_ids:
         modules = model.session(session_id)
-        weight = modules.readout.weight.detach().cpu().double().numpy()
+        weight = modules.readout.barcodes().detach().cpu().double().numpy()
         norm = np.linalg.norm(weight, axis=1, keepdims=True)
         barcode = weight / np.where(norm > 0, norm, 1.0)
         positions = modules.readout.positions(model.position_map).cpu().double().numpy()

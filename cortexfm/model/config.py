@@ -70,6 +70,13 @@ class ReadoutConfig:
     # share barcodes at cosine 0.74-0.997), and each neuron then reads a random mixture of
     # oriented channels. Uniform barcodes carry nothing until the data write them.
     barcode_init: Literal["random", "uniform"] = "uniform"
+    # the barcode as Wang et al. 2025 (cajal/fnn's Norm feature) parametrise it:
+    # gain_n x (v_n - mean(v_n)) / |v_n - mean(v_n)|, a zero-mean unit-norm direction over the
+    # core's channels and a separate gain. A zero-mean barcode cannot read what all channels
+    # share (on natural movies, mostly local luminance and contrast), only what tells them
+    # apart, and its direction learns at a rate set by the learning rate, not by its size.
+    # With barcode_init "uniform", v starts at zero, as in fnn: the data set the direction.
+    barcode_norm: bool = False
     # a per-neuron multiplicative gain from behaviour: response * exp(g_n . modulation_t), g_n
     # learned from zero. Running and arousal scale visual responses neuron by neuron; through
     # the core alone, behaviour can only shift the features that every neuron shares.

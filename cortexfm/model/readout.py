@@ -31,6 +31,9 @@ from torch import Tensor, nn
 
 from cortexfm.model.config import ReadoutConfig
 
+#: Added to the squared norm of a normalised barcode's direction (as in cajal/fnn).
+BARCODE_EPS = 1e-5
+
 
 class PositionMap(nn.Module):
     """Cortical coordinates -> feature-map position, shared across mice."""
@@ -78,12 +81,22 @@ class Readout(nn.Module):
             barcodes = torch.full((n, channels), 1.0 / channels)
         else:
             barcodes = torch.randn(n, channels) / channels**0.5
-        self.weight = nn.Parameter(barcodes)  # the barcodes
+        self.weight = nn.Parameter(barcodes)  # the barcodes (their direction, barcode_norm)
+        self.barcode_gain = nn.Parameter(torch.ones(n)) if config.barcode_norm else None
         self.bias = nn.Parameter(torch.zeros(n))
 
     @property
     def n_neurons(self) -> int:
         return self.bias.shape[0]
+
+    def barcodes(self) -> Tensor:
+        """The feature weights ``[neurons, C]`` the readout applies (``ReadoutConfig.barcode_norm``:
+        gain x zero-mean unit-norm direction)."""
+        if self.barcode_gain is None:
+            return self.weight
+        centred = self.weight - self.weight.mean(dim=1, keepdim=True)
+        scale = (centred.pow(2).sum(dim=1, keepdim=True) + BARCODE_EPS).rsqrt()
+        return centred * scale * self.barcode_gain[:, None]
 
     def log_gain(self, modulation: Tensor) -> Tensor:
         """``modulation [batch, time, M]`` -> each neuron's log gain ``[batch, time, neurons]``."""
@@ -118,10 +131,11 @@ class Readout(nn.Module):
             [corner, corner + 1, corner + padded_width, corner + padded_width + 1], -1
         )
         bilinear = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], -1)
-        n, c = self.weight.shape
+        barcodes = self.barcodes().detach().float()
+        n, c = barcodes.shape
         plane = (height + 1) * padded_width
         columns = torch.arange(c, device=x.device)[None, :, None] * plane + pixels[:, None, :]
-        values = self.weight.detach().float()[:, :, None] * bilinear[:, None, :]  # [n, c, 4]
+        values = barcodes[:, :, None] * bilinear[:, None, :]  # [n, c, 4]
         rows = torch.arange(0, n * c * 4 + 1, c * 4, device=x.device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
@@ -147,4 +161,4 @@ class Readout(nn.Module):
             grid = mu.expand(b * t, 1, -1, -1)
         sampled = F.grid_sample(features.reshape(b * t, c, h, w), grid, align_corners=True)
         sampled = sampled.reshape(b, t, c, -1)  # [b, t, c, n]
-        return (sampled * self.weight.t()).sum(dim=2) + self.bias
+        return (sampled * self.barcodes().t()).sum(dim=2) + self.bias

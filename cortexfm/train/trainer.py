@@ -311,7 +311,7 @@ class Trainer:
                 / t.batches_per_step
             )
             if t.readout_l1 > 0:
-                barcodes = self.model.session(batch["session_id"]).readout.weight
+                barcodes = self.model.session(batch["session_id"]).readout.barcodes()
                 loss = loss + t.readout_l1 * barcodes.abs().sum(1).mean() / t.batches_per_step
             loss.backward()
             total += loss.detach()
