@@ -372,3 +372,39 @@ def test_uniform_barcodes_start_equal_and_the_data_tell_them_apart():
     assert readout.weight.grad.std(0).min() > 0  # each neuron's barcode moves its own way
     random = Readout(ReadoutConfig(barcode_init="random"), 6, coordinates)
     assert random.weight.std() > 0.2  # N(0, 1/C)
+
+
+def test_normalised_barcodes_are_zero_mean_unit_direction_times_a_gain():
+    """``readout.barcode_norm`` (cajal/fnn's Norm feature): what is applied is gain x a
+    zero-mean unit-norm direction, in training and in the sparse inference readout; from a
+    zero direction (uniform start) the first gradient is finite and sets it."""
+    from cortexfm.model.config import ReadoutConfig
+    from cortexfm.model.readout import PositionMap, Readout
+
+    torch.manual_seed(0)
+    coordinates = np.random.default_rng(0).normal(size=(40, 3))
+    readout = Readout(ReadoutConfig(barcode_norm=True, barcode_init="uniform"), 6, coordinates)
+    assert readout.barcodes().abs().max() < 1e-6  # uniform minus its mean: no direction yet
+    features = torch.randn(2, 5, 6, 7, 11)
+    loss = (readout(features, PositionMap(), sample=False) - torch.randn(2, 5, 40)).square()
+    loss.mean().backward()
+    assert torch.isfinite(readout.weight.grad).all() and readout.weight.grad.abs().max() > 0
+    with torch.no_grad():
+        readout.weight.copy_(torch.randn(40, 6) * 3 + 5)
+        readout.barcode_gain.copy_(torch.rand(40) + 0.5)
+        readout.delta.copy_(torch.randn(40, 2))
+    barcodes = readout.barcodes().detach()
+    torch.testing.assert_close(barcodes.mean(1), torch.zeros(40), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        barcodes.norm(dim=1), readout.barcode_gain.detach(), atol=1e-5, rtol=1e-5
+    )
+    scaled = Readout(ReadoutConfig(barcode_norm=True), 6, coordinates)
+    scaled.load_state_dict(readout.state_dict())
+    with torch.no_grad():
+        scaled.weight.mul_(7.0)  # only the direction of v matters
+        torch.testing.assert_close(scaled.barcodes(), barcodes, atol=1e-5, rtol=1e-5)
+    position_map = PositionMap()
+    training = readout(features, position_map, sample=False)
+    with torch.no_grad():
+        inference = readout(features, position_map, sample=False)
+    torch.testing.assert_close(inference, training.detach(), atol=1e-5, rtol=1e-5)
