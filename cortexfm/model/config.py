@@ -48,6 +48,10 @@ class CoreConfig:
     # behaviour in the core lowered natural accuracy, full-field gratings and tuning
     behavior_input: bool = False
     recurrent_kernel: int = 3
+    # "divisive": the last feed-forward layer's channels are divided by their pooled activity
+    # before the ConvLSTM (cortexfm.model.core.DivisiveNormalization), so full-contrast,
+    # full-field stimuli keep their pattern across channels instead of saturating the gates
+    normalization: Literal["none", "divisive"] = "none"
     # what the retina does first (cortexfm.model.retina): "none", "contrast" (gain control),
     # "whiten" (luminance + centre-surround residual channels) or "whiten_contrast" (both)
     front_end: Literal["none", "contrast", "whiten", "whiten_contrast"] = "none"

@@ -7,12 +7,16 @@ output of one call. The ConvLSTM runs at the reduced resolution and receives the
 features (behaviour) as a per-channel input to its gates.
 
 ``retina [batch, time, H, W]`` + ``modulation [batch, time, M]`` ->
+With ``normalization="divisive"`` the last feed-forward layer's channels are divisively
+normalised before the ConvLSTM (:class:`DivisiveNormalization`).
+
 ``features [batch, time, C, h, w]`` (the ConvLSTM output, and with ``skip`` the last
 feed-forward layer's output concatenated along channels).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -46,6 +50,28 @@ class CausalConvLayer(nn.Module):
         padded = torch.cat([buffer, y], dim=2)
         out = F.gelu(self.temporal(padded)).transpose(1, 2)
         return out, padded[:, :, padded.shape[2] - self.history :]
+
+
+class DivisiveNormalization(nn.Module):
+    """Each channel divided by the pooled activity of all channels at its position
+    (Heeger 1992; Carandini & Heeger 2012): ``x_c / (1 + rms(x) / s_c)``, with a learned
+    semi-saturation ``s_c`` (softplus; starts at 1).
+
+    Weak input passes almost unchanged; strong input (a full-field, full-contrast grating
+    drives every oriented channel at once) is compressed by the same factor in every channel,
+    so the pattern across channels, which carries orientation, survives instead of saturating
+    the ConvLSTM's gates. ``x [batch, time, C, h, w]`` -> the same shape; per frame, so
+    streaming is unchanged.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.raw_semisaturation = nn.Parameter(torch.full((channels,), float(np.log(np.e - 1))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        pooled = x.pow(2).mean(dim=2, keepdim=True).add(1e-6).sqrt()  # [b, t, 1, h, w]
+        semisaturation = F.softplus(self.raw_semisaturation)[:, None, None]  # [C, 1, 1]
+        return x / (1 + pooled / semisaturation)
 
 
 class ConvLSTM(nn.Module):
@@ -105,6 +131,9 @@ class Core(nn.Module):
             layers.append(CausalConvLayer(c_in, c_out, k, s, kt))
             c_in = c_out
         self.layers = nn.ModuleList(layers)
+        self.normalization = (
+            DivisiveNormalization(c_in) if config.normalization == "divisive" else None
+        )
         self.recurrent = (
             ConvLSTM(
                 c_in,
@@ -137,6 +166,8 @@ class Core(nn.Module):
         for layer, buffer in zip(self.layers, buffers, strict=True):
             x, buffer = layer(x, buffer)
             new_buffers.append(buffer)
+        if self.normalization is not None:
+            x = self.normalization(x)
         if self.recurrent is not None:
             recurrent, h, c = self.recurrent(x, modulation, h, c)
             x = torch.cat([recurrent, x], dim=2) if self.config.skip else recurrent
