@@ -408,3 +408,33 @@ def test_normalised_barcodes_are_zero_mean_unit_direction_times_a_gain():
     with torch.no_grad():
         inference = readout(features, position_map, sample=False)
     torch.testing.assert_close(inference, training.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_divisive_normalization_keeps_the_channel_pattern_and_bounds_strong_input():
+    """``core.normalization=divisive``: weak input passes almost unchanged, strong input is
+    compressed by one factor across channels (the pattern survives) and stays bounded."""
+    from cortexfm.model.core import DivisiveNormalization
+
+    torch.manual_seed(0)
+    norm = DivisiveNormalization(16)
+    x = torch.randn(2, 3, 16, 5, 7)
+    weak = 1e-3 * x
+    torch.testing.assert_close(norm(weak), weak, atol=0, rtol=2e-3)
+    strong = norm(100 * x)
+    ratio = strong / (100 * x)
+    assert torch.allclose(ratio, ratio[:, :, :1], rtol=1e-5)  # one factor per position
+    assert strong.pow(2).mean(2).sqrt().max() < 1.0 + 1e-4  # rms <= semi-saturation (1)
+    assert (strong.abs() > norm(10 * x).abs()).float().mean() > 0.99  # still monotonic
+
+
+def test_a_divisively_normalised_core_streams_in_chunks():
+    config = preset("tiny")
+    config.core.normalization = "divisive"
+    rng = np.random.default_rng(0)
+    infos = [SessionInfo("a", np.arange(30), rng.normal(size=(30, 3)), _normalizer(30))]
+    torch.manual_seed(0)
+    model = FoundationModel(config, infos).eval()
+    video, behavior, pupil = _inputs(2, 30)
+    whole, _ = model.predict("a", video, behavior, pupil, chunk=1000)
+    chunked, _ = model.predict("a", video, behavior, pupil, chunk=7)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
