@@ -3,13 +3,13 @@
 Each feed-forward layer is a spatial convolution (with stride) followed by a causal temporal
 convolution: frame t sees input frames t-k+1..t only. The last ``k-1`` input frames of each
 temporal convolution are carried in the state, so a video streamed in chunks gives exactly the
-output of one call. The ConvLSTM runs at the reduced resolution and receives the modulation
-features (behaviour) as a per-channel input to its gates.
+output of one call. The ConvLSTM runs at the reduced resolution; with ``behavior_input`` it
+also receives the modulation features (behaviour) as a per-channel input to its gates.
 
-``retina [batch, time, H, W]`` + ``modulation [batch, time, M]`` ->
 With ``normalization="divisive"`` the last feed-forward layer's channels are divisively
 normalised before the ConvLSTM (:class:`DivisiveNormalization`).
 
+``retina [batch, time, H, W]`` + ``modulation [batch, time, M]`` ->
 ``features [batch, time, C, h, w]`` (the ConvLSTM output, and with ``skip`` the last
 feed-forward layer's output concatenated along channels).
 """

@@ -8,7 +8,8 @@ Per neuron ``n``:
   (zero at initialisation, so positions start from cortical position);
 - a spread ``sigma_n``: with ``ReadoutConfig.sample`` the position is sampled from
   ``N(mu_n, sigma_n^2)`` while training; at test (and by default) the mean is used;
-- a feature-weight vector ``w_n`` (the neuron's *barcode*) and a bias ``b_n``.
+- a feature-weight vector ``w_n`` (the neuron's *barcode*; with ``ReadoutConfig.barcode_norm``
+  a gain times a zero-mean unit-norm direction, :meth:`Readout.barcodes`) and a bias ``b_n``.
 
 ``features [batch, time, C, h, w]`` -> ``responses [batch, time, neurons]`` (before the output
 nonlinearity). Memory is linear in the number of neurons.
