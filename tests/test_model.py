@@ -10,7 +10,7 @@ import torch
 
 from cortexfm.data.statistics import Normalizer, Statistics
 from cortexfm.model import FoundationModel, SessionInfo, apply_overrides, preset, response_loss
-from cortexfm.model.config import ModelConfig, from_dict, to_dict
+from cortexfm.model.config import CoreConfig, ModelConfig, from_dict, to_dict
 from cortexfm.model.perspective import Perspective, rotation_matrix
 from cortexfm.train.config import RunConfig, load_run_config
 
@@ -438,3 +438,51 @@ def test_a_divisively_normalised_core_streams_in_chunks():
     whole, _ = model.predict("a", video, behavior, pupil, chunk=1000)
     chunked, _ = model.predict("a", video, behavior, pupil, chunk=7)
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_contrast_equivariance_gives_the_convlstm_unit_contrast_and_scales_its_output_back():
+    """``core.normalization=equivariant``: the pattern is the same at any contrast, its rms
+    is at most 1, and the restored output grows in proportion to the input's amplitude."""
+    from cortexfm.model.core import ContrastEquivariance
+
+    torch.manual_seed(0)
+    equivariance = ContrastEquivariance(4)
+    x = torch.randn(2, 3, 16, 5, 7)
+    pattern, amplitude = equivariance.split(x)
+    strong_pattern, strong_amplitude = equivariance.split(10 * x)
+    torch.testing.assert_close(strong_pattern, pattern, atol=1e-4, rtol=1e-4)
+    assert pattern.pow(2).mean(2).sqrt().max() <= 1.0 + 1e-5
+    h = torch.rand(2, 3, 4, 5, 7)
+    torch.testing.assert_close(
+        equivariance.restore(h, strong_amplitude),
+        10 * equivariance.restore(h, amplitude),
+        atol=1e-4,
+        rtol=1e-3,
+    )
+    assert torch.isfinite(equivariance.split(torch.zeros_like(x))[0]).all()
+
+
+def test_a_contrast_equivariant_core_streams_in_chunks_and_saturates_alike_at_any_contrast():
+    config = preset("tiny")
+    config.core.normalization = "equivariant"
+    rng = np.random.default_rng(0)
+    infos = [SessionInfo("a", np.arange(30), rng.normal(size=(30, 3)), _normalizer(30))]
+    torch.manual_seed(0)
+    model = FoundationModel(config, infos).eval()
+    video, behavior, pupil = _inputs(2, 30)
+    whole, _ = model.predict("a", video, behavior, pupil, chunk=1000)
+    chunked, _ = model.predict("a", video, behavior, pupil, chunk=7)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+    core = model.core
+    retina = torch.randn(1, 12, 18, 32)
+    modulation = torch.zeros(1, 12, config.modulation.features)
+    weak, _ = core(retina, modulation)
+    strong, _ = core(4 * retina, modulation)
+    assert strong.abs().mean() > 2 * weak.abs().mean()  # no saturation with contrast
+
+
+def test_equivariant_normalization_needs_a_recurrent_core():
+    with pytest.raises(ValueError, match="equivariant needs core.recurrent=convlstm"):
+        ModelConfig(core=CoreConfig(recurrent="none", normalization="equivariant"))
+    with pytest.raises(ValueError, match="core.normalization must be"):
+        ModelConfig(core=CoreConfig(normalization="layer"))
