@@ -80,8 +80,8 @@ def saturation(model, session, trial_id: int) -> dict:
     out = {"input_p99": float(torch.quantile(retina.abs().flatten()[::7], 0.99))}
     if core.normalization is not None:  # model.core.normalization=divisive
         h = core.normalization(h)
-    if core.equivariance is not None:  # model.core.normalization=equivariant
-        h, _ = core.equivariance.split(h)
+    if core.contrast_gain is not None:  # model.core.normalization=contrast_gain
+        h, _ = core.contrast_gain.split(h)
     if core.recurrent is not None:
         lstm = core.recurrent
         gates_x = lstm.input_conv(h.flatten(0, 1)).unflatten(0, h.shape[:2])

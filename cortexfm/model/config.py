@@ -51,10 +51,10 @@ class CoreConfig:
     # "divisive": the last feed-forward layer's channels are divided by their pooled activity
     # before the ConvLSTM (cortexfm.model.core.DivisiveNormalization), so full-contrast,
     # full-field stimuli keep their pattern across channels instead of saturating the gates;
-    # "equivariant": the ConvLSTM sees the channels' pattern at unit contrast and its output is
-    # scaled back by the local contrast (cortexfm.model.core.ContrastEquivariance), so how
+    # "contrast_gain": the ConvLSTM sees the channels' pattern at unit contrast and its output is
+    # scaled by a learned contrast response (cortexfm.model.core.ContrastGain), so how
     # much the gates saturate cannot depend on contrast
-    normalization: Literal["none", "divisive", "equivariant"] = "none"
+    normalization: Literal["none", "divisive", "contrast_gain"] = "none"
     # what the retina does first (cortexfm.model.retina): "none", "contrast" (gain control),
     # "whiten" (luminance + centre-surround residual channels) or "whiten_contrast" (both)
     front_end: Literal["none", "contrast", "whiten", "whiten_contrast"] = "none"
@@ -113,12 +113,12 @@ class ModelConfig:
             )
         if c.recurrent not in ("convlstm", "none"):
             raise ValueError(f"core.recurrent must be 'convlstm' or 'none', got {c.recurrent!r}")
-        if c.normalization not in ("none", "divisive", "equivariant"):
+        if c.normalization not in ("none", "divisive", "contrast_gain"):
             raise ValueError(
-                f"core.normalization must be none, divisive or equivariant, got {c.normalization!r}"
+                f"core.normalization must be none, divisive or contrast_gain, got {c.normalization!r}"
             )
-        if c.normalization == "equivariant" and c.recurrent != "convlstm":
-            raise ValueError("core.normalization=equivariant needs core.recurrent=convlstm")
+        if c.normalization == "contrast_gain" and c.recurrent != "convlstm":
+            raise ValueError("core.normalization=contrast_gain needs core.recurrent=convlstm")
         if self.readout.output not in ("softplus", "exp", "identity"):
             raise ValueError(
                 f"readout.output must be softplus, exp or identity, got {self.readout.output!r}"

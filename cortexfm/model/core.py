@@ -7,9 +7,9 @@ output of one call. The ConvLSTM runs at the reduced resolution; with ``behavior
 also receives the modulation features (behaviour) as a per-channel input to its gates.
 
 With ``normalization="divisive"`` the last feed-forward layer's channels are divisively
-normalised before the ConvLSTM (:class:`DivisiveNormalization`); with ``"equivariant"`` the
+normalised before the ConvLSTM (:class:`DivisiveNormalization`); with ``"contrast_gain"`` the
 ConvLSTM sees the pattern across channels at unit contrast and its output is scaled back by
-the local contrast (:class:`ContrastEquivariance`).
+a learned response to the local contrast (:class:`ContrastGain`).
 
 ``retina [batch, time, H, W]`` + ``modulation [batch, time, M]`` ->
 ``features [batch, time, C, h, w]`` (the ConvLSTM output, and with ``skip`` the last
@@ -76,24 +76,26 @@ class DivisiveNormalization(nn.Module):
         return x / (1 + pooled / semisaturation)
 
 
-class ContrastEquivariance(nn.Module):
+class ContrastGain(nn.Module):
     """Split the feed-forward features into a local amplitude and a pattern, and put the
-    amplitude back after the ConvLSTM.
+    amplitude back after the ConvLSTM through a learned contrast-response function.
 
     ``amplitude = rms_c(x)`` at each position and frame, ``pattern = x / amplitude`` (rms <= 1
     whatever the stimulus contrast), and the ConvLSTM's output ``h`` becomes
-    ``h * amplitude / s_c`` with a learned scale ``s_c`` per hidden channel (softplus, starts
-    at 1). The gates only ever see unit-contrast input, so a full-contrast grating cannot
-    saturate them, and no weight can undo the division (unlike :class:`DivisiveNormalization`);
-    a stimulus of twice the contrast drives the readouts twice as hard, as a linear filter
-    would. ``x [batch, time, C, h, w]``; per frame, so streaming is unchanged.
+    ``h * amplitude / (amplitude + s_c)``: a Naka-Rushton contrast response with a learned
+    semi-saturation ``s_c`` per hidden channel (softplus, starts at 1). Linear in contrast
+    while ``amplitude << s_c``, contrast-invariant once ``amplitude >> s_c``; natural movies,
+    whose local contrast varies widely, set where each channel lies between the two. The gates
+    only ever see unit-contrast input, so a full-contrast grating cannot saturate them, and
+    no weight can undo the division (unlike :class:`DivisiveNormalization`).
+    ``x [batch, time, C, h, w]``; per frame, so streaming is unchanged.
     """
 
     EPS = 1e-3
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.raw_scale = nn.Parameter(torch.full((hidden,), float(np.log(np.e - 1))))
+        self.raw_semisaturation = nn.Parameter(torch.full((hidden,), float(np.log(np.e - 1))))
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x [b, t, C, h, w]`` -> ``pattern`` (same shape) and ``amplitude [b, t, 1, h, w]``."""
@@ -101,8 +103,9 @@ class ContrastEquivariance(nn.Module):
         return x / amplitude, amplitude
 
     def restore(self, h: Tensor, amplitude: Tensor) -> Tensor:
-        """``h [b, t, hidden, h, w]`` scaled by ``amplitude [b, t, 1, h, w] / s_c``."""
-        return h * amplitude / F.softplus(self.raw_scale)[:, None, None]
+        """``h [b, t, hidden, h, w]`` times ``amplitude / (amplitude + s_c)``."""
+        semisaturation = F.softplus(self.raw_semisaturation)[:, None, None]
+        return h * amplitude / (amplitude + semisaturation)
 
 
 class ConvLSTM(nn.Module):
@@ -165,8 +168,8 @@ class Core(nn.Module):
         self.normalization = (
             DivisiveNormalization(c_in) if config.normalization == "divisive" else None
         )
-        self.equivariance = (
-            ContrastEquivariance(config.hidden) if config.normalization == "equivariant" else None
+        self.contrast_gain = (
+            ContrastGain(config.hidden) if config.normalization == "contrast_gain" else None
         )
         self.recurrent = (
             ConvLSTM(
@@ -203,10 +206,10 @@ class Core(nn.Module):
         if self.normalization is not None:
             x = self.normalization(x)
         if self.recurrent is not None:
-            if self.equivariance is not None:
-                pattern, amplitude = self.equivariance.split(x)
+            if self.contrast_gain is not None:
+                pattern, amplitude = self.contrast_gain.split(x)
                 recurrent, h, c = self.recurrent(pattern, modulation, h, c)
-                recurrent = self.equivariance.restore(recurrent, amplitude)
+                recurrent = self.contrast_gain.restore(recurrent, amplitude)
             else:
                 recurrent, h, c = self.recurrent(x, modulation, h, c)
             x = torch.cat([recurrent, x], dim=2) if self.config.skip else recurrent
