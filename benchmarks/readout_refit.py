@@ -83,12 +83,12 @@ def main() -> None:
 
     from cortexfm.data import open_cohort
     from cortexfm.evaluate.repeats import evaluate_session
+    from cortexfm.model.loss import output_nonlinearity
     from cortexfm.train import load_checkpoint
 
     torch.set_num_threads(args.threads)
     model = load_checkpoint(Path(args.run) / "best.safetensors").model.eval()
-    if model.config.readout.output != "softplus":
-        raise SystemExit("readout_refit.py fits softplus readouts only")
+    output = model.config.readout.output
     session = open_cohort(args.data)[0]
     readout = model.session(session.session_id).readout
     hidden = model.core.config.hidden
@@ -107,7 +107,7 @@ def main() -> None:
 
     def predict(w, b, part):
         drive = torch.einsum("tcn,nc->tn", x[part], w) + b
-        return F.softplus(drive) * torch.exp(log_gain[part].clamp(max=10))
+        return output_nonlinearity(drive, output) * torch.exp(log_gain[part].clamp(max=10))
 
     def held_out_r(w, b) -> float:
         p, t = predict(w, b, held), y[held]

@@ -126,7 +126,7 @@ def test_unbatched_prediction_and_raw_units():
     video, behavior, pupil = _inputs(1, 12)
     out, _ = model.predict("b", video[0].numpy(), behavior[0].numpy(), pupil[0].numpy())
     assert out.shape == (12, 20)
-    assert torch.all(out >= 0)  # softplus rates, scaled back by the response scale
+    assert torch.all(out >= 0)  # exp rates, scaled back by the response scale
 
 
 def test_bad_inputs_give_clear_errors():

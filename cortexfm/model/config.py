@@ -70,7 +70,10 @@ class ReadoutConfig:
     # simulated cohort sampling slowed learning (validation r 0.218 vs 0.259 after 500 steps)
     sample: bool = False
     init_sigma: float = 0.1  # initial position spread, in feature-map units ([-1, 1])
-    output: Literal["softplus", "exp", "identity"] = "softplus"
+    # the Poisson rate's nonlinearity, as in cajal/fnn: exp (the default since 2026-12-01:
+    # more accurate than softplus on natural movies on both simulator generators, CHANGELOG),
+    # softplus, or identity (with the Gaussian loss)
+    output: Literal["softplus", "exp", "identity"] = "exp"
     # the barcodes' starting point: "random" (N(0, 1/C) per weight) or "uniform" (every weight
     # 1/C, as in Lurz et al. 2021). Random barcodes of unit norm barely move in training: the
     # core adapts to them instead (after 1,000 steps two models started from the same draw
