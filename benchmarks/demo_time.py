@@ -10,6 +10,8 @@ Measured (2026-11-28, 2 CPU cores): full 16.6 min, 1.96 GB peak (simulate 41 s, 
 303 s, efficiency 475 s, evaluate 52 s, insilico 91 s, anatomy 27 s); --quick 0.6 min, 1.75 GB.
 With the pink-noise validation in the in-silico stage: full 17.5 min, 1.97 GB (simulate 42 s,
 foundation 320 s, efficiency 481 s, evaluate 50 s, insilico 125 s, anatomy 28 s).
+With the exponential output as the default (2026-12-01): full 17.1 min, 1.92 GB (simulate 44 s,
+foundation 311 s, efficiency 447 s, evaluate 65 s, insilico 128 s, anatomy 27 s).
 """
 
 from __future__ import annotations
