@@ -54,6 +54,16 @@ class CausalConvLayer(nn.Module):
         return out, padded[:, :, padded.shape[2] - self.history :]
 
 
+def channel_rms(x: Tensor) -> Tensor:
+    """Pooled activity at each position: ``x [b, t, C, h, w]`` -> ``[b, t, 1, h, w]``, >= 1e-3."""
+    return x.pow(2).mean(dim=2, keepdim=True).add(1e-6).sqrt()
+
+
+def _softplus_one(n: int) -> nn.Parameter:
+    """``n`` raw parameters whose softplus is 1."""
+    return nn.Parameter(torch.full((n,), float(np.log(np.e - 1))))
+
+
 class DivisiveNormalization(nn.Module):
     """Each channel divided by the pooled activity of all channels at its position
     (Heeger 1992; Carandini & Heeger 2012): ``x_c / (1 + rms(x) / s_c)``, with a learned
@@ -68,10 +78,10 @@ class DivisiveNormalization(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.raw_semisaturation = nn.Parameter(torch.full((channels,), float(np.log(np.e - 1))))
+        self.raw_semisaturation = _softplus_one(channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        pooled = x.pow(2).mean(dim=2, keepdim=True).add(1e-6).sqrt()  # [b, t, 1, h, w]
+        pooled = channel_rms(x)  # [b, t, 1, h, w]
         semisaturation = F.softplus(self.raw_semisaturation)[:, None, None]  # [C, 1, 1]
         return x / (1 + pooled / semisaturation)
 
@@ -91,15 +101,13 @@ class ContrastGain(nn.Module):
     ``x [batch, time, C, h, w]``; per frame, so streaming is unchanged.
     """
 
-    EPS = 1e-3
-
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.raw_semisaturation = nn.Parameter(torch.full((hidden,), float(np.log(np.e - 1))))
+        self.raw_semisaturation = _softplus_one(hidden)
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x [b, t, C, h, w]`` -> ``pattern`` (same shape) and ``amplitude [b, t, 1, h, w]``."""
-        amplitude = x.pow(2).mean(dim=2, keepdim=True).add(self.EPS**2).sqrt()
+        amplitude = channel_rms(x)
         return x / amplitude, amplitude
 
     def restore(self, h: Tensor, amplitude: Tensor) -> Tensor:
