@@ -84,19 +84,19 @@ def saturation(model, session, trial_id: int) -> dict:
         h, _ = core.contrast_gain.split(h)
     if core.recurrent is not None:
         lstm = core.recurrent
-        gates_x = lstm.input_conv(h.flatten(0, 1)).unflatten(0, h.shape[:2])
-        if lstm.modulation is not None:  # model.core.behavior_input=false: none
-            gates_x = gates_x + lstm.modulation(modulation)[..., None, None]
+        gates_x = lstm.input_gates(h, modulation)
         hs = torch.zeros(1, lstm.hidden, *h.shape[-2:], device=device)
         cs = torch.zeros_like(hs)
         sat, cell = [], []
         for step in gates_x.unbind(1):
-            gates = step + lstm.hidden_conv(hs)
-            sat.append((gates.abs() > 3).float().mean().item())
+            hs, cs, gates = lstm.step(step, hs, cs)
             i, f, g, o = gates.chunk(4, dim=1)
-            cs = torch.sigmoid(f) * cs + torch.sigmoid(i) * torch.tanh(g)
-            cell.append((torch.tanh(cs).abs() > 0.95).float().mean().item())
-            hs = torch.sigmoid(o) * torch.tanh(cs)
+            if lstm.cell == "gated_linear":  # only the sigmoid gates can saturate
+                gates = torch.cat([i, f, o], dim=1)
+            sat.append((gates.abs() > 3).float().mean().item())
+            # the share of cell states in tanh's flat range (none with a linear cell)
+            saturating = lstm.cell == "lstm"
+            cell.append((torch.tanh(cs).abs() > 0.95).float().mean().item() if saturating else 0.0)
         out["gate_saturation"] = float(np.mean(sat[10:]))
         out["cell_saturation"] = float(np.mean(cell[10:]))
     return out

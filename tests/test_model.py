@@ -428,10 +428,13 @@ def test_divisive_normalization_keeps_the_channel_pattern_and_bounds_strong_inpu
     assert (strong.abs() > norm(10 * x).abs()).float().mean() > 0.99  # still monotonic
 
 
-@pytest.mark.parametrize("normalization", ["divisive", "contrast_gain"])
-def test_a_normalised_core_streams_in_chunks(normalization: str):
+@pytest.mark.parametrize(
+    "override", [("normalization", "divisive"), ("normalization", "contrast_gain"),
+                 ("cell", "gated_linear")]
+)
+def test_a_core_variant_streams_in_chunks(override: tuple[str, str]):
     config = preset("tiny")
-    config.core.normalization = normalization
+    setattr(config.core, *override)
     rng = np.random.default_rng(0)
     infos = [SessionInfo("a", np.arange(30), rng.normal(size=(30, 3)), _normalizer(30))]
     torch.manual_seed(0)
@@ -479,8 +482,37 @@ def test_a_contrast_gain_core_does_not_saturate_with_contrast():
     assert strong.abs().mean() > 2 * weak.abs().mean()  # no saturation with contrast
 
 
+def test_a_gated_linear_cell_grows_with_its_drive_and_stays_stable():
+    """``core.cell=gated_linear``: the state is linear in a drive that leaves the gates
+    unchanged, where the LSTM's is bounded by 1; a constant drive gives a bounded state."""
+    from cortexfm.model.core import ConvLSTM
+
+    torch.manual_seed(0)
+    cells = {kind: ConvLSTM(4, 0, 3, 3, cell=kind) for kind in ("lstm", "gated_linear")}
+    gates = torch.randn(1, 200, 12, 5, 7).mul(0.5)
+    gates[:, 1:] = gates[:, :1]  # a constant drive for 200 frames
+    for kind, cell in cells.items():
+        h = c = torch.zeros(1, 3, 5, 7)
+        outs = {}
+        for gain in (1.0, 50.0):
+            scaled = gates.clone()
+            scaled[:, :, 6:9] *= gain  # the candidate (g) only
+            h = c = torch.zeros(1, 3, 5, 7)
+            for step in scaled.unbind(1):
+                h, c, _ = cell.step(step, h, c)
+            outs[gain] = h
+        assert torch.isfinite(outs[50.0]).all()
+        if kind == "lstm":
+            assert outs[50.0].abs().max() <= 1.0
+        else:
+            assert outs[50.0].abs().max() > 5.0
+            assert outs[1.0].abs().max() < 20.0  # f < 1: the state stays bounded
+
+
 def test_contrast_gain_normalization_needs_a_recurrent_core():
     with pytest.raises(ValueError, match="contrast_gain needs core.recurrent=convlstm"):
         ModelConfig(core=CoreConfig(recurrent="none", normalization="contrast_gain"))
     with pytest.raises(ValueError, match="core.normalization must be"):
         ModelConfig(core=CoreConfig(normalization="layer"))
+    with pytest.raises(ValueError, match="core.cell must be"):
+        ModelConfig(core=CoreConfig(cell="gru"))

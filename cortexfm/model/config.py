@@ -48,6 +48,9 @@ class CoreConfig:
     # behaviour in the core lowered natural accuracy, full-field gratings and tuning
     behavior_input: bool = False
     recurrent_kernel: int = 3
+    # the ConvLSTM's cell (cortexfm.model.core.ConvLSTM): "lstm" (bounded output, tanh) or
+    # "gated_linear" (sigmoid gates, linear signal path: the output grows with the drive)
+    cell: Literal["lstm", "gated_linear"] = "lstm"
     # "divisive": the last feed-forward layer's channels are divided by their pooled activity
     # before the ConvLSTM (cortexfm.model.core.DivisiveNormalization), so full-contrast,
     # full-field stimuli keep their pattern across channels instead of saturating the gates;
@@ -116,6 +119,8 @@ class ModelConfig:
             )
         if c.recurrent not in ("convlstm", "none"):
             raise ValueError(f"core.recurrent must be 'convlstm' or 'none', got {c.recurrent!r}")
+        if c.cell not in ("lstm", "gated_linear"):
+            raise ValueError(f"core.cell must be 'lstm' or 'gated_linear', got {c.cell!r}")
         if c.normalization not in ("none", "divisive", "contrast_gain"):
             raise ValueError(
                 f"core.normalization must be none, divisive or contrast_gain, got {c.normalization!r}"

@@ -117,15 +117,29 @@ class ContrastGain(nn.Module):
 
 
 class ConvLSTM(nn.Module):
-    """A convolutional LSTM; the input convolution runs for all frames at once."""
+    """A convolutional LSTM; the input convolution runs for all frames at once.
 
-    def __init__(self, c_in: int, modulation: int, hidden: int, kernel: int) -> None:
+    ``cell="lstm"`` (the default) is Shi et al.'s ConvLSTM: ``c = f c + i tanh(g)``,
+    ``h = o tanh(c)``, with ``g`` driven by the input and by ``h``. Its output is bounded: a
+    stimulus that drives the core harder than anything in training (a full-field,
+    full-contrast grating) saturates it. ``cell="gated_linear"`` keeps the gates (sigmoids of
+    input and ``h``) but makes the signal path linear: ``c = f c + i g`` with ``g`` the input
+    convolution alone, ``h = o c``. ``f < 1`` bounds ``c`` by the input, so the recurrence is
+    stable, and the output grows with the drive instead of clipping.
+    """
+
+    def __init__(
+        self, c_in: int, modulation: int, hidden: int, kernel: int, cell: str = "lstm"
+    ) -> None:
         super().__init__()
         self.hidden = hidden
+        self.cell = cell
         self.input_conv = nn.Conv2d(c_in, 4 * hidden, kernel, padding=kernel // 2)
         # behaviour's input to the gates (None: the core does not see behaviour)
         self.modulation = nn.Linear(modulation, 4 * hidden, bias=False) if modulation else None
-        self.hidden_conv = nn.Conv2d(hidden, 4 * hidden, kernel, padding=kernel // 2, bias=False)
+        # the gated-linear cell's candidate has no recurrent term: only i, f, o see h
+        n_recurrent = 4 * hidden if cell == "lstm" else 3 * hidden
+        self.hidden_conv = nn.Conv2d(hidden, n_recurrent, kernel, padding=kernel // 2, bias=False)
         # the visual input reaches the gates at unit scale; behaviour starts with no say (zero
         # weights) and earns it: with PyTorch's default initialisation, the behavioural term
         # outweighed the shrunken visual one and the gates followed the running mouse
@@ -136,22 +150,39 @@ class ConvLSTM(nn.Module):
         with torch.no_grad():  # forget gate bias 1: remember by default
             self.input_conv.bias[hidden : 2 * hidden].fill_(1.0)
 
-    def forward(
-        self, x: Tensor, modulation: Tensor, h: Tensor | None, c: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    def input_gates(self, x: Tensor, modulation: Tensor) -> Tensor:
+        """``x [b, t, C, h, w]`` -> the input's share of the gates ``[b, t, 4 hidden, h, w]``."""
         b, t = x.shape[:2]
         gates_x = self.input_conv(x.flatten(0, 1)).unflatten(0, (b, t))
         if self.modulation is not None:
             gates_x = gates_x + self.modulation(modulation)[..., None, None]
+        return gates_x
+
+    def step(self, gates_x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One frame: ``gates_x [b, 4 hidden, h, w]`` and the state -> new ``h``, ``c`` and
+        the gates' pre-activations ``[b, 4 hidden, h, w]`` (i, f, g, o)."""
+        recurrent = self.hidden_conv(h)
+        if self.cell == "lstm":
+            gates = gates_x + recurrent
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c), c, gates
+        i_x, f_x, g, o_x = gates_x.chunk(4, dim=1)
+        i_h, f_h, o_h = recurrent.chunk(3, dim=1)
+        i, f, o = i_x + i_h, f_x + f_h, o_x + o_h
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * g
+        return torch.sigmoid(o) * c, c, torch.cat([i, f, g, o], dim=1)
+
+    def forward(
+        self, x: Tensor, modulation: Tensor, h: Tensor | None, c: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        gates_x = self.input_gates(x, modulation)
         if h is None or c is None:
-            h = x.new_zeros(b, self.hidden, *x.shape[-2:])
+            h = x.new_zeros(x.shape[0], self.hidden, *x.shape[-2:])
             c = torch.zeros_like(h)
         outputs = []
         for gates_step in gates_x.unbind(1):  # unbind: one gradient buffer, not one per step
-            gates = gates_step + self.hidden_conv(h)
-            i, f, g, o = gates.chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            h, c, _ = self.step(gates_step, h, c)
             outputs.append(h)
         return torch.stack(outputs, dim=1), h, c
 
@@ -185,6 +216,7 @@ class Core(nn.Module):
                 modulation_features if config.behavior_input else 0,
                 config.hidden,
                 config.recurrent_kernel,
+                config.cell,
             )
             if config.recurrent == "convlstm"
             else None
