@@ -429,8 +429,8 @@ def test_divisive_normalization_keeps_the_channel_pattern_and_bounds_strong_inpu
 
 
 @pytest.mark.parametrize(
-    "override", [("normalization", "divisive"), ("normalization", "contrast_gain"),
-                 ("cell", "gated_linear")]
+    "override",
+    [("normalization", "divisive"), ("normalization", "contrast_gain"), ("cell", "gated_linear")],
 )
 def test_a_core_variant_streams_in_chunks(override: tuple[str, str]):
     config = preset("tiny")
