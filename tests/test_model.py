@@ -93,7 +93,8 @@ def test_sampling_grid_is_the_ray_monitor_intersection_and_a_fixed_gaze_is_compu
     assert not torch.allclose(per_frame[1, 3], once[1, 3])
     keep = torch.ones(2, 6, dtype=torch.bool)
     keep[1, 3] = False
-    torch.testing.assert_close(once[keep], per_frame[keep], atol=1e-6, rtol=0)
+    # the same grid up to float32 rounding of the batched ray algebra (the moved frame differs by ~1)
+    torch.testing.assert_close(once[keep], per_frame[keep], atol=3e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["tiny", "cpu"])

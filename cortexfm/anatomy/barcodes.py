@@ -18,7 +18,6 @@ import pandas as pd
 import torch
 
 from cortexfm.data.session import Session
-from cortexfm.data.statistics import to_model_units
 from cortexfm.model.network import FoundationModel
 
 
@@ -63,7 +62,7 @@ def behavioural_modulation(
     norm = modules.normalization
     device = next(model.parameters()).device
     x = torch.as_tensor(behavior, dtype=torch.float32, device=device)[None]
-    modulation, _ = modules.modulation(to_model_units(x, norm.behavior_mean, norm.behavior_std))
+    modulation, _ = modules.modulation(norm.behavior(x))
     z = (behavior - behavior.mean(0)) / np.where(behavior.std(0) > 0, behavior.std(0), 1.0)
     design = np.column_stack([np.ones(len(z)), z[:, 1], z[:, 0]])  # running, pupil
     # log gain = modulation @ gain.T is linear in the modulation features: regress those

@@ -66,9 +66,13 @@ class Normalization(nn.Module):
         """Raw inputs -> the model's units."""
         return (
             to_model_units(video, self.video_mean, self.video_std),
-            to_model_units(behavior, self.behavior_mean, self.behavior_std),
+            self.behavior(behavior),
             to_model_units(pupil_center, self.pupil_mean, self.pupil_std),
         )
+
+    def behavior(self, behavior: Tensor) -> Tensor:
+        """Raw behaviour ``[..., channels]`` -> the model's units."""
+        return to_model_units(behavior, self.behavior_mean, self.behavior_std)
 
     def targets(self, responses: Tensor) -> Tensor:
         """Raw recorded responses -> the model's units (what the loss compares with)."""
