@@ -114,7 +114,7 @@ def cell_classes(session) -> np.ndarray | None:
     return np.where(truth["complex"], "complex", "simple")
 
 
-def score(model, cohort, out: Path, insilico: bool = True) -> dict:
+def score(model, cohort, out: Path, insilico: bool = True, table_name: str = "neurons.csv") -> dict:
     from cortexfm.data.loader import repeat_groups
     from cortexfm.evaluate.repeats import evaluate_session
     from cortexfm.insilico.validation import recorded_cc_max
@@ -146,7 +146,7 @@ def score(model, cohort, out: Path, insilico: bool = True) -> dict:
                 **saturation(model, session, g[0]),
             }
     table = pd.concat(tables, ignore_index=True)
-    table.to_csv(out / "neurons.csv", index=False)
+    table.to_csv(out / table_name, index=False)
     families = table.groupby("stimulus_type").cc_norm.median()
     natural = families.get("natural_movie", np.nan)
     result = {
@@ -214,6 +214,7 @@ def run_one(cohort_name: str, data: str, variant: str, overrides: list[str], arg
             f"train.max_minutes={args_d['minutes']}",
             f"train.max_steps={args_d['steps']}",
             "train.early_stopping_patience=0",
+            f"train.snapshot_every={args_d['snapshot_every']}",
             *overrides,
         ],
         preset_name=presets[-1] if presets else args_d["preset"],
@@ -232,6 +233,15 @@ def run_one(cohort_name: str, data: str, variant: str, overrides: list[str], arg
         "best_validation_r": round(result.best_score, 4),
         **score(model, cohort, out, insilico=not args_d["no_insilico"]),
     }
+    curve = []  # the same figures for the weights kept every --snapshot-every steps
+    for snapshot in sorted(out.glob("step_*.safetensors")):
+        checkpoint = load_checkpoint(snapshot, device)
+        step = checkpoint.trainer["step"]
+        insilico = not args_d["no_insilico"]
+        scores = score(checkpoint.model, cohort, out, insilico, f"neurons_step{step}.csv")
+        curve.append({"step": step, **scores})
+    if curve:
+        summary["curve"] = curve
     (out / "ood.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -255,6 +265,12 @@ def main() -> None:
     parser.add_argument("--neurons", type=int, default=500)
     parser.add_argument("--sim-minutes", type=float, default=20)
     parser.add_argument("--no-insilico", action="store_true")
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=0,
+        help="also score the weights every N steps (a curve against training time)",
+    )
     parser.add_argument("--images", default=str(IMAGES), help="photographs for subunit movies")
     parser.add_argument(
         "--collect", action="store_true", help="only tabulate the runs already in --out"
@@ -296,7 +312,14 @@ def main() -> None:
 def print_table(results: list[dict], out: Path) -> None:
     """One row per run: steps, natural CC_norm, each family / natural, in-silico r."""
     rows = []
+    runs = []  # each run, then its snapshots (--snapshot-every) as VARIANT@STEP
     for r in results:
+        runs.append(r)
+        for point in r.get("curve", []):
+            runs.append(
+                {**r, **point, "steps": point["step"], "variant": f"{r['variant']}@{point['step']}"}
+            )
+    for r in runs:
         row = {"cohort": r["cohort"], "variant": r["variant"], "steps": r.get("steps")}
         if "error" in r:
             rows.append(row)

@@ -52,6 +52,18 @@ def test_training_runs_logs_and_writes_loadable_checkpoints(sim_cohort: Path, tm
     )
     assert out.shape == trial.responses.shape and torch.isfinite(out).all()
     assert not list((tmp_path / "run").glob("*.tmp"))  # atomic writes leave no temporaries
+    assert not list((tmp_path / "run").glob("step_*"))  # snapshots only when asked
+
+
+def test_snapshots_keep_the_weights_of_their_step(sim_cohort: Path, tmp_path: Path):
+    cohort = open_cohort(sim_cohort)
+    train(cohort, _config("train.snapshot_every=4"), tmp_path / "run", progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").glob("step_*")) == ["step_00004.safetensors"]
+    snapshot = load_checkpoint(tmp_path / "run" / "step_00004.safetensors").model.state_dict()
+    last = load_checkpoint(tmp_path / "run" / "last.safetensors").model.state_dict()
+    assert any(not torch.equal(snapshot[k], last[k]) for k in last)  # steps 5-6 moved on
+    with pytest.raises(ValueError, match="snapshot_every"):
+        _config("train.snapshot_every=-1")
 
 
 def test_resume_continues_bit_exactly(sim_cohort: Path, tmp_path: Path, monkeypatch):

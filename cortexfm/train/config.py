@@ -42,6 +42,9 @@ class TrainConfig:
     batches_per_step: int = 1  # global batches per optimizer step (split across DDP ranks)
     steps_per_epoch: int = 100  # validation, checkpoint and early-stopping interval
     max_steps: int = 2000
+    # also keep the validated weights every this many steps as step_NNNNN.safetensors (at an
+    # epoch boundary; 0: off), for accuracy against training time
+    snapshot_every: int = 0
     max_minutes: float = 0.0  # wall-clock budget (0: none); stops at an epoch boundary
     optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd uses adaptive gradient clipping
     lr: float = 3e-3
@@ -74,6 +77,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_rule(self.validation)
+        if self.snapshot_every < 0:
+            raise ValueError(f"train.snapshot_every must be >= 0, got {self.snapshot_every}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(
                 f"train.validation_fraction must be in (0, 1), got {self.validation_fraction}"

@@ -393,6 +393,13 @@ class Trainer:
                         self.config,
                         trainer={"step": state.step, "best_score": state.best_score},
                     )
+                if t.snapshot_every and state.step % t.snapshot_every == 0:
+                    save_checkpoint(
+                        self.out_dir / f"step_{state.step:05d}.safetensors",
+                        self.selected_model,
+                        self.config,
+                        trainer={"step": state.step, "score": record["validation_correlation"]},
+                    )
                 self._save_last(state)
             if t.early_stopping_patience and state.bad_epochs >= t.early_stopping_patience:
                 stopped_early = True
