@@ -272,3 +272,36 @@ def test_prefetched_chunks_keep_order_errors_and_stop_early():
     import threading
 
     assert not any(t.name == "cortexfm-decode" for t in threading.enumerate())
+
+
+def test_background_writer_keeps_order_and_reports_a_failed_write():
+    from cortexfm.predict.stream import _BackgroundWriter
+
+    class Recorder:
+        def __init__(self, fail_at: int | None) -> None:
+            self.blocks: list[int] = []
+            self.fail_at, self.closed = fail_at, False
+
+        def write(self, block: np.ndarray) -> None:
+            if len(self.blocks) == self.fail_at:
+                raise OSError("No space left on device")
+            self.blocks.append(int(block[0]))
+
+        def close(self) -> None:
+            self.closed = True
+
+    recorder = Recorder(None)
+    writer = _BackgroundWriter(recorder)
+    for i in range(6):
+        writer.write(np.full(3, i))
+    writer.close()
+    assert recorder.blocks == [0, 1, 2, 3, 4, 5] and recorder.closed
+    recorder = Recorder(1)
+    writer = _BackgroundWriter(recorder)
+    with pytest.raises(OSError, match="No space left"):
+        try:  # as predict_movie does: close in any case, which also reports the error
+            for i in range(6):
+                writer.write(np.full(3, i))
+        finally:
+            writer.close()
+    assert recorder.blocks == [0] and recorder.closed
