@@ -155,9 +155,9 @@ class _ParquetStream:
 
 class _BackgroundWriter:
     """Hands each block to ``writer`` in a background thread, so writing one chunk overlaps
-    predicting the next (file writes release the GIL; ``benchmarks/predict_speed.py``: 1.5 s
-    of a 10-minute, 8,000-neuron prediction was spent writing its 576 MB). An error in the
-    writer reaches the caller at its next ``write`` or at ``close``."""
+    predicting the next (file writes release the GIL; profiled on ``benchmarks/predict_speed.py``'s
+    movie, 1.5 s of a 10-minute, 8,000-neuron prediction was spent writing its 576 MB). An
+    error in the writer reaches the caller at its next ``write`` or at ``close``."""
 
     def __init__(self, writer: _NpyStream | _ParquetStream) -> None:
         self.writer = writer
