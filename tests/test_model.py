@@ -229,12 +229,14 @@ def test_presets_and_the_paper_core_size():
 
 def test_config_overrides_files_and_round_trip(tmp_path):
     config = apply_overrides(
-        preset("cpu"), ["core.hidden=48", "readout.sample=false", "core.channels=8,16"]
+        preset("cpu"),
+        ["core.hidden=48", "readout.sample=false", "core.channels=8,16", "core.strides=1;2"],
     )
     assert (
         config.core.hidden == 48
         and config.readout.sample is False
         and config.core.channels == (8, 16)
+        and config.core.strides == (1, 2)
     )
     assert from_dict(ModelConfig, json.loads(json.dumps(to_dict(config)))) == config
     with pytest.raises(ValueError, match="unknown config field"):
@@ -431,7 +433,12 @@ def test_divisive_normalization_keeps_the_channel_pattern_and_bounds_strong_inpu
 
 @pytest.mark.parametrize(
     "override",
-    [("normalization", "divisive"), ("normalization", "contrast_gain"), ("cell", "gated_linear")],
+    [
+        ("normalization", "divisive"),
+        ("normalization", "contrast_gain"),
+        ("cell", "gated_linear"),
+        ("init", "gabor"),
+    ],
 )
 def test_a_core_variant_streams_in_chunks(override: tuple[str, str]):
     config = preset("tiny")
@@ -517,3 +524,34 @@ def test_contrast_gain_normalization_needs_a_recurrent_core():
         ModelConfig(core=CoreConfig(normalization="layer"))
     with pytest.raises(ValueError, match="core.cell must be"):
         ModelConfig(core=CoreConfig(cell="gru"))
+
+
+def test_gabor_initialisation_makes_the_first_layer_orientation_selective():
+    """``core.init=gabor``: each first-layer kernel answers a grating at its own orientation
+    far more than the orthogonal one; Kaiming draws do not; later layers are unchanged."""
+
+    def orientation_index(core: Core) -> np.ndarray:
+        w = core.layers[0].spatial.weight.detach()[:, 0]  # [C, k, k]
+        k = w.shape[-1]
+        y, x = torch.meshgrid(torch.arange(k) - k // 2, torch.arange(k) - k // 2, indexing="ij")
+        power = []
+        for theta in np.linspace(0, np.pi, 8, endpoint=False):
+            along = x * np.cos(theta) + y * np.sin(theta)
+            best = 0
+            for period in np.linspace(2.5, 1.2 * k, 12):
+                wave = torch.exp(2j * np.pi * along / period)  # any phase
+                best = np.maximum(best, (w * wave).sum((1, 2)).abs().numpy())
+            power.append(best)
+        power = np.stack(power, 1)  # [C, orientations]
+        return (power.max(1) - power.min(1)) / (power.max(1) + power.min(1))
+
+    torch.manual_seed(0)
+    gabor = Core(CoreConfig(init="gabor", spatial_kernels=(11, 3)), 4)
+    torch.manual_seed(0)
+    kaiming = Core(CoreConfig(spatial_kernels=(11, 3)), 4)
+    assert np.median(orientation_index(gabor)) > 0.8
+    assert np.median(orientation_index(kaiming)) < 0.6
+    torch.testing.assert_close(gabor.layers[1].spatial.weight, kaiming.layers[1].spatial.weight)
+    # the bank's size matches the average Kaiming draw's, so the activations' scale is kept
+    norms = gabor.layers[0].spatial.weight.flatten(1).norm(dim=1)
+    assert torch.allclose(norms, torch.full_like(norms, np.sqrt(2)), rtol=1e-4)

@@ -9,6 +9,7 @@ dotted ``key=value`` strings such as ``core.hidden=48``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -40,6 +41,10 @@ class CoreConfig:
     strides: tuple[int, ...] = (2, 2)
     temporal_kernels: tuple[int, ...] = (5, 3)  # causal: frame t sees frames t-k+1..t
     recurrent: Literal["convlstm", "none"] = "convlstm"
+    # the first layer's spatial kernels start as "kaiming" (random) or "gabor": an oriented
+    # bank (cortexfm.model.core.gabor_bank; orientations x even/odd phase x two periods), the
+    # V1 prior, still learned
+    init: Literal["kaiming", "gabor"] = "kaiming"
     skip: bool = False  # readouts also see the feed-forward features beside the ConvLSTM's
     hidden: int = 32  # ConvLSTM channels (the feature map the readouts sample)
     # behaviour (the modulation features) enters the ConvLSTM's gates, as in Wang et al. 2025;
@@ -238,7 +243,8 @@ def _parse_value(text: str, current: Any) -> Any:
             return False
         raise ValueError(f"expected true/false, got {text!r}")
     if isinstance(current, tuple):
-        items = [s for s in text.strip("()[] ").split(",") if s.strip()]
+        # commas, semicolons or spaces: "core.channels=32;64" survives a comma-separated list
+        items = [s for s in re.split(r"[,;\s]+", text.strip("()[] ")) if s]
         kind = type(current[0]) if current else int
         return tuple(kind(s.strip()) for s in items)
     if isinstance(current, int):

@@ -33,7 +33,9 @@ CoreState = tuple[list[Tensor], Tensor | None, Tensor | None]
 class CausalConvLayer(nn.Module):
     """Spatial ``k x k`` convolution (stride s), then a causal temporal convolution."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, temporal: int) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, temporal: int, gabor: bool = False
+    ) -> None:
         super().__init__()
         self.spatial = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2)
         self.temporal = nn.Conv3d(c_out, c_out, (temporal, 1, 1))
@@ -41,6 +43,10 @@ class CausalConvLayer(nn.Module):
         for conv in (self.spatial, self.temporal):  # variance-preserving through the GELUs
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
             nn.init.zeros_(conv.bias)
+        if gabor:  # the spatial kernels start as an oriented bank, the same on every input
+            with torch.no_grad():
+                bank = gabor_bank(c_out, kernel) / np.sqrt(c_in)
+                self.spatial.weight.copy_(bank[:, None].expand_as(self.spatial.weight))
 
     def forward(self, x: Tensor, buffer: Tensor | None) -> tuple[Tensor, Tensor]:
         """``x [batch, time, C, H, W]`` -> ``[batch, time, C', h, w]`` and the new buffer."""
@@ -52,6 +58,31 @@ class CausalConvLayer(nn.Module):
         padded = torch.cat([buffer, y], dim=2)
         out = F.gelu(self.temporal(padded)).transpose(1, 2)
         return out, padded[:, :, padded.shape[2] - self.history :]
+
+
+def gabor_bank(c_out: int, kernel: int) -> Tensor:
+    """Unit-energy, zero-mean Gabor kernels ``[c_out, kernel, kernel]``: channel ``j`` has
+    spatial period ``kernel / 2`` or ``0.9 kernel`` pixels (``j % 2``), even or odd phase
+    (``j // 2 % 2``) and one of ``max(2, c_out // 4)`` orientations (``j // 4``), under a
+    Gaussian envelope of s.d. 0.45 periods: about one cycle, as V1 simple cells
+    (Jones & Palmer 1987). Scaled to the norm a Kaiming draw has on average (sqrt 2)."""
+    n_orientations = max(2, c_out // 4)
+    y, x = torch.meshgrid(
+        torch.arange(kernel) - (kernel - 1) / 2,
+        torch.arange(kernel) - (kernel - 1) / 2,
+        indexing="ij",
+    )
+    bank = []
+    for j in range(c_out):
+        period = kernel / 2 if j % 2 == 0 else 0.9 * kernel
+        phase = 0.0 if (j // 2) % 2 == 0 else np.pi / 2
+        theta = np.pi * ((j // 4) % n_orientations) / n_orientations
+        along = x * np.cos(theta) + y * np.sin(theta)
+        envelope = torch.exp(-(x**2 + y**2) / (2 * (0.45 * period) ** 2))
+        g = envelope * torch.cos(2 * np.pi * along / period + phase)
+        g = g - g.mean()
+        bank.append(g * np.sqrt(2) / g.norm())
+    return torch.stack(bank)
 
 
 def channel_rms(x: Tensor) -> Tensor:
@@ -194,14 +225,17 @@ class Core(nn.Module):
         self.front_end = FrontEnd(config.front_end, config.contrast_pool, config.whiten_sigma)
         layers = []
         c_in = self.front_end.channels
-        for c_out, k, s, kt in zip(
-            config.channels,
-            config.spatial_kernels,
-            config.strides,
-            config.temporal_kernels,
-            strict=True,
+        for n, (c_out, k, s, kt) in enumerate(
+            zip(
+                config.channels,
+                config.spatial_kernels,
+                config.strides,
+                config.temporal_kernels,
+                strict=True,
+            )
         ):
-            layers.append(CausalConvLayer(c_in, c_out, k, s, kt))
+            gabor = n == 0 and config.init == "gabor"
+            layers.append(CausalConvLayer(c_in, c_out, k, s, kt, gabor))
             c_in = c_out
         self.layers = nn.ModuleList(layers)
         self.normalization = (
