@@ -114,9 +114,7 @@ def main() -> None:
         rest = np.tile(RESTING_BEHAVIOR, (len(frames), 1))
         true = simulator.rates(frames, rest, np.zeros((len(frames), 2)))
         true = true.reshape(len(clips), FRAMES, -1)[:, BURN_IN:].reshape(-1, true.shape[-1])
-        behavior, pupil = (
-            np.tile(x, (len(clips), FRAMES, 1)) for x in model.resting_inputs(sid)
-        )
+        behavior, pupil = (np.tile(x, (len(clips), FRAMES, 1)) for x in model.resting_inputs(sid))
         twin, _ = model.predict(sid, clips.astype(np.float32), behavior, pupil)
         twin = twin[:, BURN_IN:].reshape(-1, twin.shape[-1]).numpy()
         sd_true, sd_twin = true.std(0), twin.std(0)
