@@ -4,7 +4,8 @@ Shows a trained twin (mouse at rest, eye centred) and its simulator's noise-free
 same drifting gratings (8 directions, 0.04 cycles/deg, 2 Hz, 2 s each) under Gaussian
 apertures of s.d. 8 and 20 degrees and full field, at contrasts 0.1, 0.3 and 1, centred on
 the population's median receptive-field centre, and dead-leaves natural movies as the
-reference. For neurons whose receptive field lies within 8 degrees of the aperture centre:
+reference. For neurons whose receptive field lies within ``--radius`` (12) degrees of the aperture
+centre:
 
 - ``r``: correlation of the twin's trace with the true rate (all directions, after burn-in);
 - ``gain``: s.d. of the twin's trace / the truth's, relative to the same ratio on natural
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="its simulated cohort")
     parser.add_argument("--session", type=int, default=0)
     parser.add_argument("--checkpoint", default="best.safetensors")
+    parser.add_argument("--radius", type=float, default=12, help="degrees around the centre")
     args = parser.parse_args()
     torch.set_num_threads(2)
     session = open_cohort(args.data)[args.session]
@@ -106,7 +108,7 @@ def main() -> None:
     truth, _ = load_ground_truth(session.path)
     simulator = rebuild_simulator(session.path)
     centre = (float(truth.rf_x.median()), float(truth.rf_y.median()))
-    near = np.hypot(truth.rf_x - centre[0], truth.rf_y - centre[1]).to_numpy() <= 8
+    near = np.hypot(truth.rf_x - centre[0], truth.rf_y - centre[1]).to_numpy() <= args.radius
     videos = conditions(simulator.monitor, centre)
     rows, reference = [], {}
     for name, clips in videos.items():
@@ -137,7 +139,7 @@ def main() -> None:
         )
     table = pd.DataFrame(rows).round(3)
     table.to_csv(Path(args.run) / "contrast_size_probe.csv", index=False)
-    print(f"{int(near.sum())} neurons within 8 deg of {np.round(centre, 1)}")
+    print(f"{int(near.sum())} neurons within {args.radius:g} deg of {np.round(centre, 1)}")
     print(table.to_string(index=False))
     print(json.dumps({"run": args.run, "rows": rows}))
 

@@ -438,6 +438,7 @@ def test_divisive_normalization_keeps_the_channel_pattern_and_bounds_strong_inpu
         ("normalization", "contrast_gain"),
         ("cell", "gated_linear"),
         ("init", "gabor"),
+        ("hidden_kernel", 1),
     ],
 )
 def test_a_core_variant_streams_in_chunks(override: tuple[str, str]):

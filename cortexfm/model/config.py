@@ -52,7 +52,10 @@ class CoreConfig:
     # readout.behavior_gain. Measured on both simulator generators (CHANGELOG, issue 17):
     # behaviour in the core lowered natural accuracy, full-field gratings and tuning
     behavior_input: bool = False
-    recurrent_kernel: int = 3
+    recurrent_kernel: int = 3  # the ConvLSTM's input (features -> gates) convolution
+    # its recurrent (h -> gates) convolution; 1 makes the recurrence local to each position,
+    # so ``hidden`` can grow at little cost (the recurrent convolution is half the core's work)
+    hidden_kernel: int = 3
     # the ConvLSTM's cell (cortexfm.model.core.ConvLSTM): "lstm" (bounded output, tanh) or
     # "gated_linear" (sigmoid gates, linear signal path: the output grows with the drive)
     cell: Literal["lstm", "gated_linear"] = "lstm"
@@ -122,6 +125,10 @@ class ModelConfig:
                 "core.front_end must be none, contrast, whiten or whiten_contrast, "
                 f"got {c.front_end!r}"
             )
+        for name in ("recurrent_kernel", "hidden_kernel"):
+            k = getattr(c, name)
+            if k < 1 or k % 2 == 0:
+                raise ValueError(f"core.{name} must be an odd number >= 1, got {k}")
         if c.recurrent not in ("convlstm", "none"):
             raise ValueError(f"core.recurrent must be 'convlstm' or 'none', got {c.recurrent!r}")
         if c.cell not in ("lstm", "gated_linear"):

@@ -160,7 +160,13 @@ class ConvLSTM(nn.Module):
     """
 
     def __init__(
-        self, c_in: int, modulation: int, hidden: int, kernel: int, cell: str = "lstm"
+        self,
+        c_in: int,
+        modulation: int,
+        hidden: int,
+        kernel: int,
+        cell: str = "lstm",
+        hidden_kernel: int | None = None,
     ) -> None:
         super().__init__()
         self.hidden = hidden
@@ -170,7 +176,10 @@ class ConvLSTM(nn.Module):
         self.modulation = nn.Linear(modulation, 4 * hidden, bias=False) if modulation else None
         # the gated-linear cell's candidate has no recurrent term: only i, f, o see h
         n_recurrent = 4 * hidden if cell == "lstm" else 3 * hidden
-        self.hidden_conv = nn.Conv2d(hidden, n_recurrent, kernel, padding=kernel // 2, bias=False)
+        hidden_kernel = kernel if hidden_kernel is None else hidden_kernel
+        self.hidden_conv = nn.Conv2d(
+            hidden, n_recurrent, hidden_kernel, padding=hidden_kernel // 2, bias=False
+        )
         # the visual input reaches the gates at unit scale; behaviour starts with no say (zero
         # weights) and earns it: with PyTorch's default initialisation, the behavioural term
         # outweighed the shrunken visual one and the gates followed the running mouse
@@ -251,6 +260,7 @@ class Core(nn.Module):
                 config.hidden,
                 config.recurrent_kernel,
                 config.cell,
+                config.hidden_kernel,
             )
             if config.recurrent == "convlstm"
             else None
