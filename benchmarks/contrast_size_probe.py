@@ -70,9 +70,7 @@ def inside_core(model, session_id: str, videos: np.ndarray) -> dict:
     retina = modules.perspective(video, pupil_t)
     modulation, _ = modules.modulation(behavior_t)
     core = model.core
-    h = core.front_end(retina.unsqueeze(2))
-    for layer in core.layers:
-        h, _ = layer(h, None)
+    h, _ = core.feedforward(retina)
     out = {"ff_rms": float(h[:, BURN_IN:].pow(2).mean().sqrt())}
     if core.recurrent is not None:
         ff = core.normalization(h) if core.normalization is not None else h

@@ -74,9 +74,7 @@ def saturation(model, session, trial_id: int) -> dict:
     retina = modules.perspective(video, pupil)
     modulation, _ = modules.modulation(behavior)
     core = model.core
-    h = core.front_end(retina.unsqueeze(2))
-    for layer in core.layers:
-        h, _ = layer(h, None)
+    h, _ = core.feedforward(retina)
     out = {"input_p99": float(torch.quantile(retina.abs().flatten()[::7], 0.99))}
     if core.normalization is not None:  # model.core.normalization=divisive
         h = core.normalization(h)

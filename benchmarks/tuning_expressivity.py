@@ -62,9 +62,7 @@ def twin_features(model, session_id: str, videos: np.ndarray) -> dict[str, np.nd
         video, behavior_t, pupil_t = modules.normalization.inputs(*inputs)
         features, _ = model.features(session_id, video, behavior_t, pupil_t)
         retina = modules.perspective(video, pupil_t)
-        h = model.core.front_end(retina.unsqueeze(2))
-        for layer in model.core.layers:
-            h, _ = layer(h, None)
+        h, _ = model.core.feedforward(retina)
         feedforward.append(h[:, BURN_IN:].mean(1))
         features = features[:, BURN_IN:]
         recurrent.append(features.mean(1))

@@ -278,15 +278,23 @@ class Core(nn.Module):
             h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
         return h, w
 
+    def feedforward(
+        self, retina: Tensor, buffers: list[Tensor | None] | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
+        """``retina [batch, time, H, W]`` -> the last feed-forward layer's features
+        ``[batch, time, C, h, w]`` (before any normalisation) and the new temporal buffers."""
+        x = self.front_end(retina.unsqueeze(2))  # [b, t, C, H, W]
+        new_buffers = []
+        for layer, buffer in zip(self.layers, buffers or [None] * len(self.layers), strict=True):
+            x, buffer = layer(x, buffer)
+            new_buffers.append(buffer)
+        return x, new_buffers
+
     def forward(
         self, retina: Tensor, modulation: Tensor, state: CoreState | None = None
     ) -> tuple[Tensor, CoreState]:
-        buffers, h, c = state if state is not None else ([None] * len(self.layers), None, None)
-        x = self.front_end(retina.unsqueeze(2))  # [b, t, C, H, W]
-        new_buffers = []
-        for layer, buffer in zip(self.layers, buffers, strict=True):
-            x, buffer = layer(x, buffer)
-            new_buffers.append(buffer)
+        buffers, h, c = state if state is not None else (None, None, None)
+        x, new_buffers = self.feedforward(retina, buffers)
         if self.normalization is not None:
             x = self.normalization(x)
         if self.recurrent is not None:
