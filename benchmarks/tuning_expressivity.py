@@ -9,6 +9,8 @@ tuning spatial frequencies, 2 s, mouse at rest, eye centred):
   mean rate fitted (ridge, cross-validated over 4 folds of held-out directions) from the
   time-averaged features at its readout position. If this is far below the truth, no readout
   learned from any data could make the neuron tuned: the features lack orientation;
+- ``cv_fit_ff``: the same from the last feed-forward layer's features (what ``core.skip``
+  would add to the readout);
 - ``channels``: the orientation selectivity (gOSI of the rectified mean response) of each
   feature channel at the central positions, for the last feed-forward layer and the ConvLSTM.
 
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.linear_model import RidgeCV
+from torch import Tensor
 
 from cortexfm.data import open_cohort
 from cortexfm.insilico.experiments import BURN_IN, DIRECTIONS, tuning_curves, tuning_stimuli
@@ -47,12 +50,20 @@ def gosi(mean_responses: np.ndarray) -> np.ndarray:
     return selectivity(curves, DIRECTIONS)["gOSI"]
 
 
+def at_positions(features: Tensor, positions: Tensor) -> Tensor:
+    """``features [b, t, C, h, w]`` at each neuron's readout position -> ``[b, t, C, N]``."""
+    b, t, c, height, width = features.shape
+    grid = positions.expand(b * t, 1, -1, -1)
+    sampled = F.grid_sample(features.reshape(b * t, c, height, width), grid, align_corners=True)
+    return sampled.reshape(b, t, c, -1)
+
+
 @torch.no_grad()
 def twin_features(model, session_id: str, videos: np.ndarray) -> dict[str, np.ndarray]:
     """Time-averaged features at each neuron's position ``[conditions, C, N]``, the twin's
     mean responses ``[conditions, N]`` and channel gOSI inputs (central feature maps)."""
     modules = model.session(session_id)
-    sampled, responses, feedforward, recurrent = [], [], [], []
+    sampled, responses, feedforward, recurrent, sampled_feedforward = [], [], [], [], []
     for start in range(0, len(videos), 8):
         chunk = videos[start : start + 8]
         behavior, pupil = (
@@ -66,17 +77,15 @@ def twin_features(model, session_id: str, videos: np.ndarray) -> dict[str, np.nd
         feedforward.append(h[:, BURN_IN:].mean(1))
         features = features[:, BURN_IN:]
         recurrent.append(features.mean(1))
-        b, t, c, height, width = features.shape
         positions = modules.readout.positions(model.position_map)
-        grid = positions.expand(b * t, 1, -1, -1)
-        at = F.grid_sample(
-            features.reshape(b * t, c, height, width), grid, align_corners=True
-        ).reshape(b, t, c, -1)
+        at = at_positions(features, positions)
         drive = (at * modules.readout.barcodes().t()).sum(2) + modules.readout.bias
         sampled.append(at.mean(1))
+        sampled_feedforward.append(at_positions(h[:, BURN_IN:], positions).mean(1))
         responses.append(torch.exp(drive).mean(1))  # the exp output at rest, gain aside
     return {
         "sampled": torch.cat(sampled).numpy(),
+        "sampled_feedforward": torch.cat(sampled_feedforward).numpy(),
         "learned": torch.cat(responses).numpy(),
         "feedforward": torch.cat(feedforward).numpy(),
         "recurrent": torch.cat(recurrent).numpy(),
@@ -89,6 +98,21 @@ def channel_gosi(maps: np.ndarray) -> float:
     units = central.transpose(1, 2, 3, 0).reshape(-1, central.shape[0])  # [units, conditions]
     units = units - units.min(1, keepdims=True)
     return float(np.median(gosi(units.T)))
+
+
+def cross_validated_fit(
+    features: np.ndarray, true: np.ndarray, reliable: np.ndarray, direction: np.ndarray
+) -> np.ndarray:
+    """Each reliable neuron's log true mean rate from ``features [conditions, C, N]`` (ridge),
+    predicted for 4 folds of held-out directions in turn -> ``[conditions, N]``."""
+    fitted = np.zeros_like(true)
+    for n in np.flatnonzero(reliable):
+        x, y = features[:, :, n], np.log(true[:, n] + 1e-4)
+        for fold in range(4):
+            test = direction % 4 == fold
+            ridge = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(x[~test], y[~test])
+            fitted[test, n] = np.exp(ridge.predict(x[test]))
+    return fitted
 
 
 def main() -> None:
@@ -109,21 +133,18 @@ def main() -> None:
     rates = simulator.rates(frames, rest, np.zeros((len(frames), 2)))
     true = rates.reshape(len(videos), FRAMES, -1)[:, BURN_IN:].mean(1)  # [conditions, N]
 
-    fitted = np.zeros_like(true)
     direction = np.tile(np.arange(len(DIRECTIONS)), len(videos) // len(DIRECTIONS))
-    for n in np.flatnonzero(reliable):
-        x, y = twin["sampled"][:, :, n], np.log(true[:, n] + 1e-4)
-        for fold in range(4):
-            test = direction % 4 == fold
-            ridge = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(x[~test], y[~test])
-            fitted[test, n] = np.exp(ridge.predict(x[test]))
+    fits = {
+        name: cross_validated_fit(twin[key], true, reliable, direction)
+        for name, key in (("cv_fit", "sampled"), ("cv_fit_ff", "sampled_feedforward"))
+    }
 
     true_gosi = gosi(true)[reliable]
     print(
         f"{args.run}: {int(reliable.sum())} reliable neurons, true median gOSI "
         f"{np.median(true_gosi):.3f}"
     )
-    for name, responses in (("learned", twin["learned"]), ("cv_fit", fitted)):
+    for name, responses in (("learned", twin["learned"]), *fits.items()):
         g = gosi(responses)[reliable]
         curve_r = [np.corrcoef(responses[:, n], true[:, n])[0, 1] for n in np.flatnonzero(reliable)]
         print(
