@@ -234,16 +234,14 @@ class Core(nn.Module):
         self.front_end = FrontEnd(config.front_end, config.contrast_pool, config.whiten_sigma)
         layers = []
         c_in = self.front_end.channels
-        for n, (c_out, k, s, kt) in enumerate(
-            zip(
-                config.channels,
-                config.spatial_kernels,
-                config.strides,
-                config.temporal_kernels,
-                strict=True,
-            )
+        for c_out, k, s, kt in zip(
+            config.channels,
+            config.spatial_kernels,
+            config.strides,
+            config.temporal_kernels,
+            strict=True,
         ):
-            gabor = n == 0 and config.init == "gabor"
+            gabor = config.init == "gabor" and not layers  # the first layer only
             layers.append(CausalConvLayer(c_in, c_out, k, s, kt, gabor))
             c_in = c_out
         self.layers = nn.ModuleList(layers)
