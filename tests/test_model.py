@@ -439,6 +439,7 @@ def test_divisive_normalization_keeps_the_channel_pattern_and_bounds_strong_inpu
         ("cell", "gated_linear"),
         ("init", "gabor"),
         ("hidden_kernel", 1),
+        ("front_end", "gabor_pyramid"),
     ],
 )
 def test_a_core_variant_streams_in_chunks(override: tuple[str, str]):
@@ -556,3 +557,50 @@ def test_gabor_initialisation_makes_the_first_layer_orientation_selective():
     # the bank's size matches the average Kaiming draw's, so the activations' scale is kept
     norms = gabor.layers[0].spatial.weight.flatten(1).norm(dim=1)
     assert torch.allclose(norms, torch.full_like(norms, np.sqrt(2)), rtol=1e-4)
+
+
+def test_the_gabor_pyramid_answers_each_grating_in_its_own_orientation_and_scale():
+    """``core.front_end=gabor_pyramid``: a grating of orientation o and period 4 x 2^s pixels
+    puts most of its quadrature energy in channel group (o, s); uniform luminance gives
+    nothing; the output has half the retina's resolution (rounded up)."""
+    from cortexfm.model.retina import PYRAMID_ORIENTATIONS, PYRAMID_SCALES, FrontEnd
+
+    front = FrontEnd("gabor_pyramid", contrast_pool=3.0, whiten_sigma=2.0)
+    n_o, n_s = PYRAMID_ORIENTATIONS, PYRAMID_SCALES
+    y, x = torch.meshgrid(torch.arange(36.0), torch.arange(64.0), indexing="ij")
+    for scale in range(n_s):
+        for o in range(0, n_o, 3):
+            theta = np.pi * o / n_o
+            grating = torch.cos(2 * np.pi * (x * np.cos(theta) + y * np.sin(theta)) / 4 / 2**scale)
+            with torch.no_grad():
+                out = front(grating[None, None, None])[0, 0]  # [C, 18, 32]
+            energy = out[:, 4:-4, 6:-6].pow(2).mean((1, 2)).view(n_o, n_s, 2).sum(-1)
+            assert divmod(int(energy.argmax()), n_s) == (o, scale)
+            assert energy[o].sum() > 0.4 * energy.sum()  # of 8 orientations
+    flat = front(torch.full((1, 1, 1, 37, 63), 0.7))
+    assert flat.shape == (1, 1, 2 * n_o * n_s, 19, 32)
+    assert flat[..., 4:-4, 4:-4].abs().max() < 1e-4
+
+
+def test_a_pyramid_core_keeps_orientations_apart_and_checks_its_groups():
+    """With ``core.groups=8`` each feed-forward channel sees one orientation's inputs only;
+    the feature map keeps the default size with strides (2, 1); groups that do not divide
+    the channels are refused with the field's name."""
+    config = ModelConfig(
+        core=CoreConfig(
+            front_end="gabor_pyramid", groups=8, channels=(16, 16), strides=(2, 1), skip=True
+        )
+    )
+    core = Core(config.core, 4)
+    assert core.output_size((36, 64)) == Core(CoreConfig(), 4).output_size((36, 64)) == (9, 16)
+    assert core.layers[0].spatial.weight.shape[1] == 48 // 8
+    retina = torch.randn(1, 4, 36, 64, generator=torch.Generator().manual_seed(0))
+    x, _ = core.feedforward(retina)
+    assert x.shape == (1, 4, 16, 9, 16)
+    # the last layer's channel 0 (orientation group 0) is fed by first-layer channels 0-1 only
+    grad = torch.autograd.grad(x[0, -1, 0, 4, 8], core.layers[0].spatial.weight)[0]
+    assert grad[:2].abs().sum() > 0 and grad[2:].abs().sum() == 0
+    with pytest.raises(ValueError, match="core.groups"):
+        ModelConfig(core=CoreConfig(groups=3))
+    with pytest.raises(ValueError, match="core.groups"):
+        Core(CoreConfig(front_end="whiten", groups=4, channels=(16, 32)), 4)

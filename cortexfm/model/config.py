@@ -67,8 +67,14 @@ class CoreConfig:
     # much the gates saturate cannot depend on contrast
     normalization: Literal["none", "divisive", "contrast_gain"] = "none"
     # what the retina does first (cortexfm.model.retina): "none", "contrast" (gain control),
-    # "whiten" (luminance + centre-surround residual channels) or "whiten_contrast" (both)
-    front_end: Literal["none", "contrast", "whiten", "whiten_contrast"] = "none"
+    # "whiten" (luminance + centre-surround residual channels), "whiten_contrast" (both) or
+    # "gabor_pyramid" (a fixed oriented quadrature bank at 3 octaves, 48 channels at half
+    # resolution; pair it with strides (1, 2) to keep the feature map's size)
+    front_end: Literal["none", "contrast", "whiten", "whiten_contrast", "gabor_pyramid"] = "none"
+    # the feed-forward convolutions in this many channel groups (1: dense). With the
+    # gabor_pyramid front end, 8 (its orientations) keeps each orientation's channels apart
+    # until the ConvLSTM, and with ``skip`` the readouts see them apart
+    groups: int = 1
     contrast_pool: float = 3.0  # s.d. (retina pixels) of the local contrast pool
     whiten_sigma: float = 2.0  # s.d. (retina pixels) of the surround removed by whitening
 
@@ -120,10 +126,12 @@ class ModelConfig:
                 f"must have the same length, got {n}, {len(c.spatial_kernels)}, "
                 f"{len(c.strides)}, {len(c.temporal_kernels)}"
             )
-        if c.front_end not in ("none", "contrast", "whiten", "whiten_contrast"):
+        front_ends = ("none", "contrast", "whiten", "whiten_contrast", "gabor_pyramid")
+        if c.front_end not in front_ends:
+            raise ValueError(f"core.front_end must be one of {front_ends}, got {c.front_end!r}")
+        if c.groups < 1 or any(ch % c.groups for ch in c.channels):
             raise ValueError(
-                "core.front_end must be none, contrast, whiten or whiten_contrast, "
-                f"got {c.front_end!r}"
+                f"core.groups={c.groups} must be >= 1 and divide every core.channels {c.channels}"
             )
         for name in ("recurrent_kernel", "hidden_kernel"):
             k = getattr(c, name)

@@ -31,21 +31,31 @@ CoreState = tuple[list[Tensor], Tensor | None, Tensor | None]
 
 
 class CausalConvLayer(nn.Module):
-    """Spatial ``k x k`` convolution (stride s), then a causal temporal convolution."""
+    """Spatial ``k x k`` convolution (stride s), then a causal temporal convolution, both in
+    ``groups`` channel groups (1: dense)."""
 
     def __init__(
-        self, c_in: int, c_out: int, kernel: int, stride: int, temporal: int, gabor: bool = False
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        stride: int,
+        temporal: int,
+        gabor: bool = False,
+        groups: int = 1,
     ) -> None:
         super().__init__()
-        self.spatial = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2)
-        self.temporal = nn.Conv3d(c_out, c_out, (temporal, 1, 1))
+        self.spatial = nn.Conv2d(
+            c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups
+        )
+        self.temporal = nn.Conv3d(c_out, c_out, (temporal, 1, 1), groups=groups)
         self.history = temporal - 1
         for conv in (self.spatial, self.temporal):  # variance-preserving through the GELUs
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
             nn.init.zeros_(conv.bias)
         if gabor:  # the spatial kernels start as an oriented bank, the same on every input
             with torch.no_grad():
-                bank = gabor_bank(c_out, kernel) / np.sqrt(c_in)
+                bank = gabor_bank(c_out, kernel) / np.sqrt(self.spatial.weight.shape[1])
                 self.spatial.weight.copy_(bank[:, None].expand_as(self.spatial.weight))
 
     def forward(self, x: Tensor, buffer: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -234,6 +244,11 @@ class Core(nn.Module):
         self.front_end = FrontEnd(config.front_end, config.contrast_pool, config.whiten_sigma)
         layers = []
         c_in = self.front_end.channels
+        if c_in % config.groups:
+            raise ValueError(
+                f"core.groups={config.groups} must divide the front end's {c_in} channels "
+                f"(core.front_end={config.front_end!r})"
+            )
         for c_out, k, s, kt in zip(
             config.channels,
             config.spatial_kernels,
@@ -242,7 +257,7 @@ class Core(nn.Module):
             strict=True,
         ):
             gabor = config.init == "gabor" and not layers  # the first layer only
-            layers.append(CausalConvLayer(c_in, c_out, k, s, kt, gabor))
+            layers.append(CausalConvLayer(c_in, c_out, k, s, kt, gabor, config.groups))
             c_in = c_out
         self.layers = nn.ModuleList(layers)
         self.normalization = (
@@ -270,6 +285,8 @@ class Core(nn.Module):
 
     def output_size(self, retina_size: tuple[int, int]) -> tuple[int, int]:
         h, w = retina_size
+        stride = self.front_end.stride
+        h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
         for layer in self.layers:
             conv = layer.spatial
             k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]

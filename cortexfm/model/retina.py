@@ -1,7 +1,7 @@
 """The core's front end: what the retina does to the image before cortex sees it.
 
 ``retina [batch, time, 1, H, W]`` (normalised video on the retina grid) ->
-``[batch, time, C, H, W]`` with ``C = channels(kind)``:
+``[batch, time, C, H', W']`` with ``C = channels(kind)`` (``H' = H`` except for the pyramid):
 
 - ``"none"``: the image itself (C = 1);
 - ``"contrast"``: each pixel divided by ``c50 + `` the RMS contrast of its neighbourhood
@@ -14,7 +14,16 @@
   frequencies first and the finer, oriented structure (what gratings probe) last; the residual
   channel carries that structure at unit variance (its s.d. on natural movies is ~0.5 before
   the gain), as the retina's centre-surround whitening does (C = 2);
-- ``"whiten_contrast"``: both: the residual channel divided by ``c50 +`` its local RMS (C = 2).
+- ``"whiten_contrast"``: both: the residual channel divided by ``c50 +`` its local RMS (C = 2);
+- ``"gabor_pyramid"``: a fixed V1-like bank (:class:`GaborPyramid`): quadrature (even, odd)
+  Gabor filters at ``PYRAMID_ORIENTATIONS`` orientations and ``PYRAMID_SCALES`` octave-spaced
+  spatial frequencies, output at half the retina's resolution (C = 2 x orientations x scales,
+  orientation-major: channels ``[o * 2 * scales : (o + 1) * 2 * scales]`` share orientation
+  ``o``). Natural movies change every orientation's energy together, so a core learning its
+  own first layer from them stays nearly untuned (CHANGELOG, issue 17); this front end gives
+  it oriented inputs to start from, as simple cells' Gabor-like receptive fields do
+  (Jones & Palmer 1987). With ``core.groups = PYRAMID_ORIENTATIONS`` the feed-forward layers
+  keep the orientations apart.
 
 Every step is per frame, so streaming in chunks is unchanged.
 """
@@ -28,10 +37,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-FrontEndKind = Literal["none", "contrast", "whiten", "whiten_contrast"]
-FRONT_ENDS = ("none", "contrast", "whiten", "whiten_contrast")
+FrontEndKind = Literal["none", "contrast", "whiten", "whiten_contrast", "gabor_pyramid"]
+FRONT_ENDS = ("none", "contrast", "whiten", "whiten_contrast", "gabor_pyramid")
 #: Gain of the centre-surround residual (its s.d. on natural movies is ~0.5, blur s.d. 2 px).
 RESIDUAL_GAIN = 2.0
+#: The Gabor pyramid: orientations (every 22.5 deg), octave scales, and the finest period in
+#: retina pixels. On the ``cpu`` preset's retina (about 1.9 deg per pixel) the periods are 4, 8
+#: and 16 pixels: 0.13, 0.067 and 0.033 cycles/deg, the span of mouse V1's preferred spatial
+#: frequencies (Niell & Stryker 2008).
+PYRAMID_ORIENTATIONS = 8
+PYRAMID_SCALES = 3
+PYRAMID_PERIOD = 4.0
 
 
 def gaussian_blur(x: Tensor, kernel: Tensor) -> Tensor:
@@ -61,13 +77,82 @@ class LocalContrastNormalization(nn.Module):
         return x / (F.softplus(self.raw_c50) + contrast)
 
 
+def quadrature_gabors(orientations: int, period: float) -> Tensor:
+    """Zero-mean, unit-norm (even, odd) Gabor pairs ``[2 x orientations, 1, k, k]``
+    (orientation-major), Gaussian envelope of s.d. 0.45 periods (about one cycle, as simple
+    cells), ``k`` covering 2.8 s.d. either side."""
+    sigma = 0.45 * period
+    radius = int(np.ceil(2.8 * sigma))
+    y, x = torch.meshgrid(
+        torch.arange(-radius, radius + 1.0), torch.arange(-radius, radius + 1.0), indexing="ij"
+    )
+    envelope = torch.exp(-(x**2 + y**2) / (2 * sigma**2))
+    kernels = []
+    for o in range(orientations):
+        theta = np.pi * o / orientations
+        along = x * np.cos(theta) + y * np.sin(theta)
+        for phase in (0.0, np.pi / 2):
+            g = envelope * torch.cos(2 * np.pi * along / period + phase)
+            g = g - envelope * (g.sum() / envelope.sum())  # no response to uniform luminance
+            kernels.append(g / g.norm())
+    return torch.stack(kernels)[:, None]
+
+
+class GaborPyramid(nn.Module):
+    """A fixed quadrature Gabor bank applied at octave scales of a Gaussian pyramid.
+
+    ``x [n, 1, H, W]`` -> ``[n, 2 x orientations x scales, ceil(H / 2), ceil(W / 2)]``,
+    channel ``(o * scales + s) * 2 + p``: orientation ``o``, scale ``s`` (period
+    ``period x 2^s`` pixels), phase ``p`` (even, odd). Scale ``s`` is filtered at the pyramid
+    level of resolution ``2^-s`` (blur, then 2 x 2 decimation) with the same kernels; the
+    finest is evaluated at every second pixel and the coarsest interpolated (bilinear) up to
+    half resolution. No parameters.
+    """
+
+    def __init__(self, orientations: int, scales: int, period: float) -> None:
+        super().__init__()
+        self.orientations, self.scales = orientations, scales
+        self.register_buffer("bank", quadrature_gabors(orientations, period), persistent=False)
+        self.register_buffer("blur", _gaussian(1.0), persistent=False)
+
+    @property
+    def channels(self) -> int:
+        return 2 * self.orientations * self.scales
+
+    def forward(self, x: Tensor) -> Tensor:
+        size = ((x.shape[-2] + 1) // 2, (x.shape[-1] + 1) // 2)
+        r = self.bank.shape[-1] // 2
+        level, outputs = x, []
+        for s in range(self.scales):
+            if s:
+                level = F.avg_pool2d(gaussian_blur(level, self.blur), 2, ceil_mode=True)
+            # the finest scale is evaluated every second pixel (its carrier is not smoothed)
+            y = F.conv2d(
+                F.pad(level, (r, r, r, r), mode="replicate"), self.bank, stride=2 - min(s, 1)
+            )
+            if y.shape[-2:] != size:
+                y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+            outputs.append(y)
+        y = torch.stack(outputs, dim=1)  # [n, scales, orientations x 2, h, w]
+        y = y.unflatten(2, (self.orientations, 2)).transpose(1, 2)  # [n, o, s, 2, h, w]
+        return y.flatten(1, 3)
+
+
 class FrontEnd(nn.Module):
     def __init__(self, kind: FrontEndKind, contrast_pool: float, whiten_sigma: float) -> None:
         super().__init__()
         if kind not in FRONT_ENDS:
             raise ValueError(f"core.front_end must be one of {FRONT_ENDS}, got {kind!r}")
         self.kind = kind
-        self.channels = 2 if kind.startswith("whiten") else 1
+        self.pyramid = (
+            GaborPyramid(PYRAMID_ORIENTATIONS, PYRAMID_SCALES, PYRAMID_PERIOD)
+            if kind == "gabor_pyramid"
+            else None
+        )
+        self.channels = (
+            self.pyramid.channels if self.pyramid else 2 if kind.startswith("whiten") else 1
+        )
+        self.stride = 2 if self.pyramid else 1  # output resolution: the retina's / stride
         self.contrast = (
             LocalContrastNormalization(contrast_pool) if kind.endswith("contrast") else None
         )
@@ -78,7 +163,9 @@ class FrontEnd(nn.Module):
             return retina
         b, t = retina.shape[:2]
         x = retina.flatten(0, 1)  # [n, 1, H, W]
-        if self.kind == "contrast":
+        if self.pyramid is not None:
+            out = self.pyramid(x)
+        elif self.kind == "contrast":
             out = self.contrast(x)
         else:
             luminance = gaussian_blur(x, self.blur)
