@@ -574,12 +574,13 @@ def test_the_gabor_pyramid_answers_each_grating_in_its_own_orientation_and_scale
             grating = torch.cos(2 * np.pi * (x * np.cos(theta) + y * np.sin(theta)) / 4 / 2**scale)
             with torch.no_grad():
                 out = front(grating[None, None, None])[0, 0]  # [C, 18, 32]
-            energy = out[:, 4:-4, 6:-6].pow(2).mean((1, 2)).view(n_o, n_s, 2).sum(-1)
+            per_group = out[:, 4:-4, 6:-6].pow(2).mean((1, 2)).view(n_o, 2 * n_s + 1)
+            energy = per_group[:, :-1].reshape(n_o, n_s, 2).sum(-1)  # the last: luminance
             assert divmod(int(energy.argmax()), n_s) == (o, scale)
             assert energy[o].sum() > 0.4 * energy.sum()  # of 8 orientations
-    flat = front(torch.full((1, 1, 1, 37, 63), 0.7))
-    assert flat.shape == (1, 1, 2 * n_o * n_s, 19, 32)
-    assert flat[..., 4:-4, 4:-4].abs().max() < 1e-4
+    flat = front(torch.full((1, 1, 1, 37, 63), 0.7))[0, 0].view(n_o, 2 * n_s + 1, 19, 32)
+    assert flat[:, :-1, 4:-4, 4:-4].abs().max() < 1e-4  # the Gabors ignore uniform luminance
+    torch.testing.assert_close(flat[:, -1], torch.full((n_o, 19, 32), 0.7))  # which is passed
 
 
 def test_a_pyramid_core_keeps_orientations_apart_and_checks_its_groups():
@@ -593,7 +594,7 @@ def test_a_pyramid_core_keeps_orientations_apart_and_checks_its_groups():
     )
     core = Core(config.core, 4)
     assert core.output_size((36, 64)) == Core(CoreConfig(), 4).output_size((36, 64)) == (9, 16)
-    assert core.layers[0].spatial.weight.shape[1] == 48 // 8
+    assert core.layers[0].spatial.weight.shape[1] == 56 // 8
     retina = torch.randn(1, 4, 36, 64, generator=torch.Generator().manual_seed(0))
     x, _ = core.feedforward(retina)
     assert x.shape == (1, 4, 16, 9, 16)

@@ -17,9 +17,9 @@
 - ``"whiten_contrast"``: both: the residual channel divided by ``c50 +`` its local RMS (C = 2);
 - ``"gabor_pyramid"``: a fixed V1-like bank (:class:`GaborPyramid`): quadrature (even, odd)
   Gabor filters at ``PYRAMID_ORIENTATIONS`` orientations and ``PYRAMID_SCALES`` octave-spaced
-  spatial frequencies, output at half the retina's resolution (C = 2 x orientations x scales,
-  orientation-major: channels ``[o * 2 * scales : (o + 1) * 2 * scales]`` share orientation
-  ``o``). Natural movies change every orientation's energy together, so a core learning its
+  spatial frequencies, and the local mean luminance, output at half the retina's resolution
+  (C = orientations x (2 x scales + 1), orientation-major: one group of channels per
+  orientation). Natural movies change every orientation's energy together, so a core learning its
   own first layer from them stays nearly untuned (CHANGELOG, issue 17); this front end gives
   it oriented inputs to start from, as simple cells' Gabor-like receptive fields do
   (Jones & Palmer 1987). With ``core.groups = PYRAMID_ORIENTATIONS`` the feed-forward layers
@@ -99,14 +99,18 @@ def quadrature_gabors(orientations: int, period: float) -> Tensor:
 
 
 class GaborPyramid(nn.Module):
-    """A fixed quadrature Gabor bank applied at octave scales of a Gaussian pyramid.
+    """A fixed quadrature Gabor bank applied at octave scales of a Gaussian pyramid, beside
+    the local mean luminance.
 
-    ``x [n, 1, H, W]`` -> ``[n, 2 x orientations x scales, ceil(H / 2), ceil(W / 2)]``,
-    channel ``(o * scales + s) * 2 + p``: orientation ``o``, scale ``s`` (period
-    ``period x 2^s`` pixels), phase ``p`` (even, odd). Scale ``s`` is filtered at the pyramid
-    level of resolution ``2^-s`` (blur, then 2 x 2 decimation) with the same kernels; the
-    finest is evaluated at every second pixel and the coarsest interpolated (bilinear) up to
-    half resolution. No parameters.
+    ``x [n, 1, H, W]`` -> ``[n, orientations x (2 x scales + 1), ceil(H / 2), ceil(W / 2)]``:
+    per orientation ``o`` a group of ``2 x scales + 1`` channels, ``s * 2 + p`` for scale ``s``
+    (period ``period x 2^s`` pixels) and phase ``p`` (even, odd), then the local mean luminance
+    (the image blurred and decimated to half resolution; the same in every group, so that a
+    layer that keeps the groups apart still sees what the Gabors, zero-mean, cannot: the
+    luminance and the coarsest structure). Scale ``s`` is filtered at the pyramid level of
+    resolution ``2^-s`` (blur, then 2 x 2 decimation) with the same kernels; the finest is
+    evaluated at every second pixel and the coarsest interpolated (bilinear) up to half
+    resolution. No parameters.
     """
 
     def __init__(self, orientations: int, scales: int, period: float) -> None:
@@ -117,16 +121,20 @@ class GaborPyramid(nn.Module):
 
     @property
     def channels(self) -> int:
-        return 2 * self.orientations * self.scales
+        return self.orientations * (2 * self.scales + 1)
 
     def forward(self, x: Tensor) -> Tensor:
         size = ((x.shape[-2] + 1) // 2, (x.shape[-1] + 1) // 2)
         r = self.bank.shape[-1] // 2
-        level, outputs = x, []
-        for s in range(self.scales):
+        level, outputs, luminance = x, [], None
+        for s in range(max(self.scales, 2)):
             if s:
                 level = F.avg_pool2d(gaussian_blur(level, self.blur), 2, ceil_mode=True)
-            # the finest scale is evaluated every second pixel (its carrier is not smoothed)
+            if s == 1:
+                luminance = level  # [n, 1, h, w], half resolution
+            if s >= self.scales:
+                break
+            # the finest scale is evaluated at every second pixel (its carrier is not smoothed)
             y = F.conv2d(
                 F.pad(level, (r, r, r, r), mode="replicate"), self.bank, stride=2 - min(s, 1)
             )
@@ -135,7 +143,9 @@ class GaborPyramid(nn.Module):
             outputs.append(y)
         y = torch.stack(outputs, dim=1)  # [n, scales, orientations x 2, h, w]
         y = y.unflatten(2, (self.orientations, 2)).transpose(1, 2)  # [n, o, s, 2, h, w]
-        return y.flatten(1, 3)
+        y = y.flatten(2, 3)  # [n, o, 2 s, h, w]
+        luminance = luminance[:, None].expand(-1, self.orientations, -1, -1, -1)
+        return torch.cat([y, luminance], dim=2).flatten(1, 2)
 
 
 class FrontEnd(nn.Module):
