@@ -69,8 +69,7 @@ class CoreConfig:
     # what the retina does first (cortexfm.model.retina): "none", "contrast" (gain control),
     # "whiten" (luminance + centre-surround residual channels), "whiten_contrast" (both) or
     # "gabor_pyramid" (a fixed oriented quadrature bank at 3 octaves and the local luminance,
-    # 56 channels at half
-    # resolution; pair it with strides (1, 2) to keep the feature map's size)
+    # 56 channels at half resolution; pair it with strides (2, 1) to keep the map's size)
     front_end: Literal["none", "contrast", "whiten", "whiten_contrast", "gabor_pyramid"] = "none"
     # the feed-forward convolutions in this many channel groups (1: dense). With the
     # gabor_pyramid front end, 8 (its orientations) keeps each orientation's channels apart
