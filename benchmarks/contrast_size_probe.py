@@ -15,6 +15,13 @@ centre:
 - inside the core: the rms of the last feed-forward layer (relative to natural movies), the
   s.d. over time of the ConvLSTM output, and the share of saturated cell states.
 
+``--by-class`` adds, per cell class (the generator's ground truth), the grating conditions'
+response harmonics at each neuron's preferred direction (the truth's), over the last three
+cycles: ``F1/F0`` (modulation at the drift frequency: > 1 for simple and linear
+centre-surround cells, < 1 for complex cells) and ``F2/F1`` (frequency doubling: a response
+to both contrast polarities) for the truth and the twin, and ``tuning r``, the correlation of
+the twin's mean response over the 8 directions with the truth's.
+
 Only for measurement: no parametric stimulus enters training or model selection.
 
     python benchmarks/contrast_size_probe.py bench_runs/ood_curve/gabor-default \\
@@ -37,8 +44,10 @@ from cortexfm.sim.cohort import load_ground_truth, rebuild_simulator
 from cortexfm.stimuli import Monitor, drifting_gabor, natural_movie
 from cortexfm.train import load_checkpoint
 
-FRAMES = 60
 BURN_IN = 16
+TEMPORAL_FREQUENCY = 2.0
+CYCLE_FRAMES = 15  # one cycle at 2 Hz and 30 frames/s
+FRAMES = BURN_IN + 3 * CYCLE_FRAMES  # three whole cycles after the burn-in
 DIRECTIONS = np.arange(0, 360, 45.0)
 
 
@@ -51,7 +60,7 @@ def conditions(monitor: Monitor, centre: tuple[float, float]) -> dict[str, np.nd
             name = f"size {'full' if np.isinf(size) else int(size)} contrast {contrast}"
             out[name] = np.stack(
                 [
-                    drifting_gabor(monitor, FRAMES, d, 0.04, 2.0, size, centre, contrast).frames
+                    drifting_gabor(monitor, FRAMES, d, 0.04, TEMPORAL_FREQUENCY, size, centre, contrast).frames
                     for d in DIRECTIONS
                 ]
             )
@@ -91,6 +100,53 @@ def inside_core(model, session_id: str, videos: np.ndarray) -> dict:
     return out
 
 
+def harmonics(traces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F0, F1 and F2 amplitudes of ``traces [..., time]`` over their last three cycles."""
+    x = traces[..., -3 * CYCLE_FRAMES :]
+    t = np.arange(x.shape[-1]) / CYCLE_FRAMES
+    amplitude = [np.abs((x * np.exp(-2j * np.pi * k * t)).mean(-1)) * 2 for k in (1, 2)]
+    return x.mean(-1), amplitude[0], amplitude[1]
+
+
+def cell_classes(truth: pd.DataFrame) -> np.ndarray:
+    if "cell_class" in truth:  # the subunit generator
+        return truth.cell_class.astype(str).to_numpy()
+    return np.where(truth["complex"], "complex", "simple")
+
+
+def by_class(name: str, true: np.ndarray, twin: np.ndarray, classes: np.ndarray, near) -> list:
+    """Per cell class: harmonics at the truth's preferred direction, tuning r.
+
+    ``true``, ``twin``: ``[directions, time, neurons]`` after burn-in."""
+    rows = []
+    f0, f1, f2 = harmonics(np.moveaxis(true, 1, -1))  # [directions, neurons]
+    g0, g1, g2 = harmonics(np.moveaxis(twin, 1, -1))
+    best = f0.argmax(0)
+    pick = np.arange(true.shape[-1])
+    mean_true, mean_twin = true.mean(1), twin.mean(1)  # [directions, neurons]
+    tc, wc = mean_true - mean_true.mean(0), mean_twin - mean_twin.mean(0)
+    tuning_r = (tc * wc).sum(0) / np.sqrt((tc**2).sum(0) * (wc**2).sum(0) + 1e-12)
+    eps = 1e-9
+    for cls in np.unique(classes):
+        m = (classes == cls) & near
+        if not m.any():
+            continue
+        b, k = best[m], pick[m]
+        rows.append(
+            {
+                "condition": name,
+                "class": cls,
+                "neurons": int(m.sum()),
+                "F1/F0 true": float(np.median(f1[b, k] / (f0[b, k] + eps))),
+                "F1/F0 twin": float(np.median(g1[b, k] / (g0[b, k] + eps))),
+                "F2/F1 true": float(np.median(f2[b, k] / (f1[b, k] + eps))),
+                "F2/F1 twin": float(np.median(g2[b, k] / (g1[b, k] + eps))),
+                "tuning r": float(np.median(tuning_r[m])),
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run", help="a training run folder (best.safetensors)")
@@ -98,6 +154,7 @@ def main() -> None:
     parser.add_argument("--session", type=int, default=0)
     parser.add_argument("--checkpoint", default="best.safetensors")
     parser.add_argument("--radius", type=float, default=12, help="degrees around the centre")
+    parser.add_argument("--by-class", action="store_true", help="harmonics per cell class")
     args = parser.parse_args()
     torch.set_num_threads(2)
     session = open_cohort(args.data)[args.session]
@@ -108,7 +165,8 @@ def main() -> None:
     centre = (float(truth.rf_x.median()), float(truth.rf_y.median()))
     near = np.hypot(truth.rf_x - centre[0], truth.rf_y - centre[1]).to_numpy() <= args.radius
     videos = conditions(simulator.monitor, centre)
-    rows, reference = [], {}
+    rows, reference, class_rows = [], {}, []
+    classes = cell_classes(truth)
     for name, clips in videos.items():
         frames = clips.reshape(-1, *clips.shape[2:])
         rest = np.tile(RESTING_BEHAVIOR, (len(frames), 1))
@@ -117,6 +175,9 @@ def main() -> None:
         behavior, pupil = (np.tile(x, (len(clips), FRAMES, 1)) for x in model.resting_inputs(sid))
         twin, _ = model.predict(sid, clips.astype(np.float32), behavior, pupil)
         twin = twin[:, BURN_IN:].reshape(-1, twin.shape[-1]).numpy()
+        if args.by_class and name != "natural":
+            shape = (len(clips), FRAMES - BURN_IN, -1)
+            class_rows += by_class(name, true.reshape(shape), twin.reshape(shape), classes, near)
         sd_true, sd_twin = true.std(0), twin.std(0)
         tc, wc = true - true.mean(0), twin - twin.mean(0)
         r = (tc * wc).sum(0) / np.sqrt((tc**2).sum(0) * (wc**2).sum(0) + 1e-12)
@@ -139,7 +200,11 @@ def main() -> None:
     table.to_csv(Path(args.run) / "contrast_size_probe.csv", index=False)
     print(f"{int(near.sum())} neurons within {args.radius:g} deg of {np.round(centre, 1)}")
     print(table.to_string(index=False))
-    print(json.dumps({"run": args.run, "rows": rows}))
+    if class_rows:
+        by_cls = pd.DataFrame(class_rows).round(3)
+        by_cls.to_csv(Path(args.run) / "contrast_size_probe_by_class.csv", index=False)
+        print(by_cls.to_string(index=False))
+    print(json.dumps({"run": args.run, "rows": rows, "by_class": class_rows}))
 
 
 if __name__ == "__main__":

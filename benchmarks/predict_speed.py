@@ -27,6 +27,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import torch
 
 from cortexfm.data import open_cohort
 from cortexfm.data.synthetic import write_synthetic_session
@@ -141,6 +142,8 @@ def main() -> None:
             "wall_s_including_start_up": round(seconds, 1),
             "frames_per_s": round(frames / seconds, 1),
             "peak_memory_mb": round(peak_mb),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(),
             "output_mb": round(out.stat().st_size / 2**20),
             "reported": done.stdout.strip().splitlines()[-1],
         }

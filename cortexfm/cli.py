@@ -427,7 +427,8 @@ def _args_predict(p: argparse.ArgumentParser) -> None:
         choices=["float32", "bfloat16"],
         default="float32",
         help="bfloat16: about twice the core's speed on CPUs with native bfloat16 (AVX512-BF16, "
-        "AMX) and on GPUs, to about three significant digits",
+        "AMX) and on GPUs, to about three significant digits; elsewhere (AVX2-only CPUs) "
+        "float32 runs instead, with a message",
     )
     p.add_argument("--tiers", default=None, help="sensorium2023: comma-separated test tiers")
     p.add_argument("--format", choices=["auto", "sensorium2023"], default="auto")

@@ -126,16 +126,26 @@ def test_parquet_subset_and_given_behavior(
     np.testing.assert_allclose(table.iloc[:, 2:].to_numpy(), whole.numpy()[:, [3, 0]], atol=1e-5)
 
 
+@pytest.mark.parametrize("native", [True, False])
 def test_bfloat16_precision_is_close_and_checked(
-    tiny_checkpoint: Path, frames: np.ndarray, tmp_path: Path
+    tiny_checkpoint: Path, frames: np.ndarray, tmp_path: Path, monkeypatch, capsys, native: bool
 ):
-    """--precision bfloat16 (autocast; the sparse readout stays float32) tracks float32."""
+    """--precision bfloat16 (autocast; the sparse readout stays float32) tracks float32 where
+    bfloat16 is native, and falls back to float32, saying so, where it is not (an AVX2 CPU's
+    bfloat16 convolutions are ~20x slower than float32)."""
+    monkeypatch.setattr("cortexfm.predict.run.native_bfloat16", lambda device: native)
     np.save(tmp_path / "movie.npy", frames)
     extra = ["--precision", "bfloat16"]
     assert _predict(tiny_checkpoint, tmp_path / "movie.npy", tmp_path / "b.npy", *extra) == 0
+    said = capsys.readouterr().out
     assert _predict(tiny_checkpoint, tmp_path / "movie.npy", tmp_path / "f.npy") == 0
     fast, exact = np.load(tmp_path / "b.npy"), np.load(tmp_path / "f.npy")
     assert fast.dtype == np.float32 and fast.shape == exact.shape
+    if not native:
+        assert "bfloat16 is not native" in said and "running float32" in said
+        np.testing.assert_array_equal(fast, exact)
+        return
+    assert "not native" not in said
     assert not np.array_equal(fast, exact)  # it did run in bfloat16
     r = [np.corrcoef(fast[:, i], exact[:, i])[0, 1] for i in range(exact.shape[1])]
     assert np.nanmin(r) > 0.95

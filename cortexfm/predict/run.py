@@ -13,6 +13,7 @@ from cortexfm.predict.stream import (
     PredictionResult,
     load_signal,
     parse_unit_ids,
+    native_bfloat16,
     predict_movie,
 )
 from cortexfm.predict.submission import sensorium2023_submission
@@ -60,6 +61,13 @@ def predict_file(
     say(f"converting {source.describe(frame_format)}")
     if not (behavior and pupil_center):
         say("behaviour and eye position not given are held at the session's training means")
+    device = next(model.parameters()).device.type
+    if precision == "bfloat16" and not native_bfloat16(device):
+        say(
+            f"bfloat16 is not native on this {device} (no AVX512 or AMX): running float32, "
+            "which is faster here"
+        )
+        precision = "float32"
     return predict_movie(
         model,
         session_id,

@@ -246,6 +246,20 @@ def _prefetched(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
 PRECISIONS = ("float32", "bfloat16")
 
 
+def native_bfloat16(device: str) -> bool:
+    """Whether ``device`` ("cpu", "cuda") runs bfloat16 convolutions in fast kernels.
+
+    A CPU needs AVX512 (ideally AVX512-BF16 or AMX): on an AVX2-only CPU PyTorch falls back
+    to its reference convolution, about 20x slower than float32 (measured on an AMD EPYC,
+    ``benchmarks/predict_speed.py``).
+    """
+    if device == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
 def _predict_segments(
     model: FoundationModel,
     session_id: str,
@@ -320,7 +334,8 @@ def predict_movie(
 
     ``precision="bfloat16"`` runs the model under bfloat16 autocast: about twice the core's
     speed on CPUs with native bfloat16 (AVX512-BF16, AMX) or on GPUs, at about three
-    significant digits (``benchmarks/predict_speed.py`` measures both).
+    significant digits (``benchmarks/predict_speed.py`` measures both), and far slower where
+    bfloat16 is not native (:func:`native_bfloat16`; ``predict_file`` then runs float32).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
