@@ -60,7 +60,9 @@ def conditions(monitor: Monitor, centre: tuple[float, float]) -> dict[str, np.nd
             name = f"size {'full' if np.isinf(size) else int(size)} contrast {contrast}"
             out[name] = np.stack(
                 [
-                    drifting_gabor(monitor, FRAMES, d, 0.04, TEMPORAL_FREQUENCY, size, centre, contrast).frames
+                    drifting_gabor(
+                        monitor, FRAMES, d, 0.04, TEMPORAL_FREQUENCY, size, centre, contrast
+                    ).frames
                     for d in DIRECTIONS
                 ]
             )

@@ -12,8 +12,8 @@ from cortexfm.model.network import FoundationModel
 from cortexfm.predict.stream import (
     PredictionResult,
     load_signal,
-    parse_unit_ids,
     native_bfloat16,
+    parse_unit_ids,
     predict_movie,
 )
 from cortexfm.predict.submission import sensorium2023_submission
