@@ -29,6 +29,7 @@ variant may name its preset (``--variant paper=preset=paper,model.core.front_end
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -44,10 +45,17 @@ IMAGES = IMAGES / "sensorium2022_images"
 
 
 def simulate(
-    name: str, path: str, mouse: int, neurons: int, minutes: float, image_folder: str
+    name: str,
+    path: str,
+    mouse: int,
+    neurons: int,
+    minutes: float,
+    image_folder: str,
+    lgn_c50: float | None = None,
 ) -> None:
     """Mouse ``mouse`` of cohort ``name`` (the generator is ``subunit`` if the name says so;
-    its natural movies pan over ``image_folder``'s photographs when that folder exists)."""
+    its natural movies pan over ``image_folder``'s photographs when that folder exists, and
+    ``lgn_c50``, if given, sets its LGN contrast gain control)."""
     from cortexfm.sim import SimulationConfig, simulate_cohort
 
     generator = "subunit" if "subunit" in name else "gabor"
@@ -55,6 +63,8 @@ def simulate(
     config = SimulationConfig(
         n_neurons=neurons, train_minutes=minutes, image_folder=images, generator=generator
     )
+    if lgn_c50 is not None and generator == "subunit":
+        config = dataclasses.replace(config, lgn_c50=lgn_c50)
     simulate_cohort(path, 1, config, seed=0, first_mouse=mouse, progress=False)
 
 
@@ -262,6 +272,12 @@ def main() -> None:
     parser.add_argument("--mice", type=int, default=4)
     parser.add_argument("--neurons", type=int, default=500)
     parser.add_argument("--sim-minutes", type=float, default=20)
+    parser.add_argument(
+        "--lgn-c50",
+        type=float,
+        default=None,
+        help="subunit cohorts: LGN contrast semi-saturation (default 0.15; 10: nearly linear)",
+    )
     parser.add_argument("--no-insilico", action="store_true")
     parser.add_argument(
         "--snapshot-every",
@@ -285,7 +301,16 @@ def main() -> None:
     if args.simulate:
         with ProcessPoolExecutor(max(1, args.jobs)) as pool:
             futures = [
-                pool.submit(simulate, name, path, m, args.neurons, args.sim_minutes, args.images)
+                pool.submit(
+                    simulate,
+                    name,
+                    path,
+                    m,
+                    args.neurons,
+                    args.sim_minutes,
+                    args.images,
+                    args.lgn_c50,
+                )
                 for name, path in cohorts.items()
                 for m in range(args.mice)
             ]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cortexfm.model.config import CoreConfig
-from cortexfm.model.retina import FrontEnd
+from cortexfm.model.retina import FrontEnd, gabor
 
 #: ``(temporal buffers, one [batch, C, k-1, h, w] per layer; ConvLSTM h; ConvLSTM c)``
 CoreState = tuple[list[Tensor], Tensor | None, Tensor | None]
@@ -73,23 +73,16 @@ class CausalConvLayer(nn.Module):
 def gabor_bank(c_out: int, kernel: int) -> Tensor:
     """Unit-energy, zero-mean Gabor kernels ``[c_out, kernel, kernel]``: channel ``j`` has
     spatial period ``kernel / 2`` or ``0.9 kernel`` pixels (``j % 2``), even or odd phase
-    (``j // 2 % 2``) and one of ``max(2, c_out // 4)`` orientations (``j // 4``), under a
-    Gaussian envelope of s.d. 0.45 periods: about one cycle, as V1 simple cells
-    (Jones & Palmer 1987). Scaled to the norm a Kaiming draw has on average (sqrt 2)."""
+    (``j // 2 % 2``) and one of ``max(2, c_out // 4)`` orientations (``j // 4``)
+    (:func:`cortexfm.model.retina.gabor`). Scaled to the norm a Kaiming draw has on average
+    (sqrt 2)."""
     n_orientations = max(2, c_out // 4)
-    y, x = torch.meshgrid(
-        torch.arange(kernel) - (kernel - 1) / 2,
-        torch.arange(kernel) - (kernel - 1) / 2,
-        indexing="ij",
-    )
     bank = []
     for j in range(c_out):
         period = kernel / 2 if j % 2 == 0 else 0.9 * kernel
         phase = 0.0 if (j // 2) % 2 == 0 else np.pi / 2
         theta = np.pi * ((j // 4) % n_orientations) / n_orientations
-        along = x * np.cos(theta) + y * np.sin(theta)
-        envelope = torch.exp(-(x**2 + y**2) / (2 * (0.45 * period) ** 2))
-        g = envelope * torch.cos(2 * np.pi * along / period + phase)
+        g, _ = gabor((kernel - 1) / 2, theta, period, phase)
         g = g - g.mean()
         bank.append(g * np.sqrt(2) / g.norm())
     return torch.stack(bank)

@@ -77,22 +77,27 @@ class LocalContrastNormalization(nn.Module):
         return x / (F.softplus(self.raw_c50) + contrast)
 
 
-def quadrature_gabors(orientations: int, period: float) -> Tensor:
-    """Zero-mean, unit-norm (even, odd) Gabor pairs ``[2 x orientations, 1, k, k]``
-    (orientation-major), Gaussian envelope of s.d. 0.45 periods (about one cycle, as simple
-    cells), ``k`` covering 2.8 s.d. either side."""
-    sigma = 0.45 * period
-    radius = int(np.ceil(2.8 * sigma))
+def gabor(radius: float, theta: float, period: float, phase: float) -> tuple[Tensor, Tensor]:
+    """A Gabor on a square grid of ``2 radius + 1`` pixels (``radius`` may be a half-integer)
+    with carrier orientation ``theta`` (radians), ``period`` (pixels) and ``phase``, under a
+    Gaussian envelope of s.d. 0.45 periods: about one cycle, as V1 simple cells (Jones &
+    Palmer 1987). Returns the kernel and its envelope, both ``[k, k]``, not normalised."""
     y, x = torch.meshgrid(
         torch.arange(-radius, radius + 1.0), torch.arange(-radius, radius + 1.0), indexing="ij"
     )
-    envelope = torch.exp(-(x**2 + y**2) / (2 * sigma**2))
+    envelope = torch.exp(-(x**2 + y**2) / (2 * (0.45 * period) ** 2))
+    along = x * np.cos(theta) + y * np.sin(theta)
+    return envelope * torch.cos(2 * np.pi * along / period + phase), envelope
+
+
+def quadrature_gabors(orientations: int, period: float) -> Tensor:
+    """Zero-mean, unit-norm (even, odd) Gabor pairs ``[2 x orientations, 1, k, k]``
+    (orientation-major), ``k`` covering 2.8 envelope s.d. either side."""
+    radius = int(np.ceil(2.8 * 0.45 * period))
     kernels = []
     for o in range(orientations):
-        theta = np.pi * o / orientations
-        along = x * np.cos(theta) + y * np.sin(theta)
         for phase in (0.0, np.pi / 2):
-            g = envelope * torch.cos(2 * np.pi * along / period + phase)
+            g, envelope = gabor(radius, np.pi * o / orientations, period, phase)
             g = g - envelope * (g.sum() / envelope.sum())  # no response to uniform luminance
             kernels.append(g / g.norm())
     return torch.stack(kernels)[:, None]
