@@ -13,6 +13,9 @@ import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+#: what the retina does before the core's convolutions (cortexfm.model.retina)
+FrontEndKind = Literal["none", "contrast", "whiten", "whiten_contrast", "gabor_pyramid"]
+
 
 @dataclass
 class PerspectiveConfig:
@@ -70,7 +73,7 @@ class CoreConfig:
     # "whiten" (luminance + centre-surround residual channels), "whiten_contrast" (both) or
     # "gabor_pyramid" (a fixed oriented quadrature bank at 3 octaves and the local luminance,
     # 56 channels at half resolution; pair it with strides (2, 1) to keep the map's size)
-    front_end: Literal["none", "contrast", "whiten", "whiten_contrast", "gabor_pyramid"] = "none"
+    front_end: FrontEndKind = "none"
     # the feed-forward convolutions in this many channel groups (1: dense). With the
     # gabor_pyramid front end, 8 (its orientations) keeps each orientation's channels apart
     # until the ConvLSTM, and with ``skip`` the readouts see them apart

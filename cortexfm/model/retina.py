@@ -30,15 +30,16 @@ Every step is per frame, so streaming in chunks is unchanged.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-FrontEndKind = Literal["none", "contrast", "whiten", "whiten_contrast", "gabor_pyramid"]
-FRONT_ENDS = ("none", "contrast", "whiten", "whiten_contrast", "gabor_pyramid")
+from cortexfm.model.config import FrontEndKind
+
+FRONT_ENDS = get_args(FrontEndKind)
 #: Gain of the centre-surround residual (its s.d. on natural movies is ~0.5, blur s.d. 2 px).
 RESIDUAL_GAIN = 2.0
 #: The Gabor pyramid: orientations (every 22.5 deg), octave scales, and the finest period in
