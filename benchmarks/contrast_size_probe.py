@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--radius", type=float, default=12, help="degrees around the centre")
     parser.add_argument("--by-class", action="store_true", help="harmonics per cell class")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     session = open_cohort(args.data)[args.session]
     sid = session.session_id
     model = load_checkpoint(Path(args.run) / args.checkpoint, "cpu").model
