@@ -143,7 +143,6 @@ def main() -> None:
             "frames_per_s": round(frames / seconds, 1),
             "peak_memory_mb": round(peak_mb),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads(),
             "output_mb": round(out.stat().st_size / 2**20),
             "reported": done.stdout.strip().splitlines()[-1],
         }
