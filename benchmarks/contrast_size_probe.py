@@ -15,6 +15,15 @@ centre:
 - inside the core: the rms of the last feed-forward layer (relative to natural movies), the
   s.d. over time of the ConvLSTM output, and the share of saturated cell states.
 
+``--tf-sweep`` asks where the drift's modulation is lost: full-field gratings at contrast
+0.3 drifting at 0.5, 1, 2 and 4 Hz (three cycles after the burn-in), and per frequency the
+truth's and the twin's ``F1/F0`` per cell class at the preferred direction, and inside the
+core the ``F1 share`` (the share of each unit's temporal variance at the drift frequency,
+median over channels and positions) of the last feed-forward layer and of the ConvLSTM's
+output, with their temporal s.d. relative to natural movies. A share that falls from the
+feed-forward layer to the ConvLSTM at every frequency says the recurrence discards the phase;
+one that falls only at the fast drifts says it low-passes.
+
 ``--by-class`` adds, per cell class (the generator's ground truth), the grating conditions'
 response harmonics at each neuron's preferred direction (the truth's), over the last three
 cycles: ``F1/F0`` (modulation at the drift frequency: > 1 for simple and linear
@@ -102,10 +111,12 @@ def inside_core(model, session_id: str, videos: np.ndarray) -> dict:
     return out
 
 
-def harmonics(traces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def harmonics(
+    traces: np.ndarray, cycle_frames: int = CYCLE_FRAMES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """F0, F1 and F2 amplitudes of ``traces [..., time]`` over their last three cycles."""
-    x = traces[..., -3 * CYCLE_FRAMES :]
-    t = np.arange(x.shape[-1]) / CYCLE_FRAMES
+    x = traces[..., -3 * cycle_frames :]
+    t = np.arange(x.shape[-1]) / cycle_frames
     amplitude = [np.abs((x * np.exp(-2j * np.pi * k * t)).mean(-1)) * 2 for k in (1, 2)]
     return x.mean(-1), amplitude[0], amplitude[1]
 
@@ -116,13 +127,20 @@ def cell_classes(truth: pd.DataFrame) -> np.ndarray:
     return np.where(truth["complex"], "complex", "simple")
 
 
-def by_class(name: str, true: np.ndarray, twin: np.ndarray, classes: np.ndarray, near) -> list:
+def by_class(
+    name: str,
+    true: np.ndarray,
+    twin: np.ndarray,
+    classes: np.ndarray,
+    near,
+    cycle_frames: int = CYCLE_FRAMES,
+) -> list:
     """Per cell class: harmonics at the truth's preferred direction, tuning r.
 
     ``true``, ``twin``: ``[directions, time, neurons]`` after burn-in."""
     rows = []
-    f0, f1, f2 = harmonics(np.moveaxis(true, 1, -1))  # [directions, neurons]
-    g0, g1, g2 = harmonics(np.moveaxis(twin, 1, -1))
+    f0, f1, f2 = harmonics(np.moveaxis(true, 1, -1), cycle_frames)  # [directions, neurons]
+    g0, g1, g2 = harmonics(np.moveaxis(twin, 1, -1), cycle_frames)
     best = f0.argmax(0)
     pick = np.arange(true.shape[-1])
     mean_true, mean_twin = true.mean(1), twin.mean(1)  # [directions, neurons]
@@ -149,6 +167,74 @@ def by_class(name: str, true: np.ndarray, twin: np.ndarray, classes: np.ndarray,
     return rows
 
 
+@torch.no_grad()
+def core_traces(model, session_id: str, videos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The last feed-forward layer's and the ConvLSTM's outputs ``[clips, C, h, w, time]``."""
+    modules = model.session(session_id)
+    behavior, pupil = (
+        np.tile(x, (len(videos), videos.shape[1], 1)) for x in model.resting_inputs(session_id)
+    )
+    x = [torch.as_tensor(a, dtype=torch.float32) for a in (videos, behavior, pupil)]
+    video, behavior_t, pupil_t = modules.normalization.inputs(*x)
+    retina = modules.perspective(video, pupil_t)
+    modulation, _ = modules.modulation(behavior_t)
+    core = model.core
+    ff, _ = core.feedforward(retina)
+    features, _ = core(retina, modulation)
+    return (
+        ff.movedim(1, -1)[..., BURN_IN:].numpy(),
+        features[:, :, : core.config.hidden].movedim(1, -1)[..., BURN_IN:].numpy(),
+    )
+
+
+def f1_share(traces: np.ndarray, cycle_frames: int) -> float:
+    """Median over units of the share of the temporal variance at the drift frequency;
+    ``traces [clips, ..., time]``, each clip one direction."""
+    _, f1, _ = harmonics(traces, cycle_frames)
+    variance = traces[..., -3 * cycle_frames :].var(-1)
+    share = (f1**2 / 2) / np.maximum(variance, 1e-12)
+    return float(np.median(share[variance > 1e-8]))
+
+
+def tf_sweep(model, sid: str, simulator, centre, classes, near) -> tuple[list, list]:
+    """Full-field gratings at contrast 0.3 and 0.5-4 Hz: harmonics and the core's F1 share."""
+    monitor = simulator.monitor
+    rng = np.random.default_rng(0)
+    natural = np.stack([natural_movie(monitor, FRAMES, rng).frames for _ in range(8)])
+    ff_nat, lstm_nat = core_traces(model, sid, natural)
+    sd_ff_nat, sd_lstm_nat = ff_nat.std(-1).mean(), lstm_nat.std(-1).mean()
+    rows, class_rows = [], []
+    for frequency in (0.5, 1.0, 2.0, 4.0):
+        cycle = int(round(monitor.frame_rate / frequency))
+        n_frames = BURN_IN + 3 * cycle
+        clips = np.stack(
+            [
+                drifting_gabor(monitor, n_frames, d, 0.04, frequency, np.inf, centre, 0.3).frames
+                for d in DIRECTIONS
+            ]
+        )
+        frames = clips.reshape(-1, *clips.shape[2:])
+        rest = np.tile(RESTING_BEHAVIOR, (len(frames), 1))
+        true = simulator.rates(frames, rest, np.zeros((len(frames), 2)))
+        true = true.reshape(len(clips), n_frames, -1)[:, BURN_IN:]
+        behavior, pupil = (np.tile(x, (len(clips), n_frames, 1)) for x in model.resting_inputs(sid))
+        twin, _ = model.predict(sid, clips.astype(np.float32), behavior, pupil)
+        twin = twin[:, BURN_IN:].numpy()
+        name = f"{frequency:g} Hz"
+        class_rows += by_class(name, true, twin, classes, near, cycle)
+        ff, lstm = core_traces(model, sid, clips)
+        rows.append(
+            {
+                "drift": name,
+                "F1 share feed-forward": f1_share(ff, cycle),
+                "F1 share ConvLSTM": f1_share(lstm, cycle),
+                "sd feed-forward / natural": float(ff.std(-1).mean() / sd_ff_nat),
+                "sd ConvLSTM / natural": float(lstm.std(-1).mean() / sd_lstm_nat),
+            }
+        )
+    return rows, class_rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run", help="a training run folder (best.safetensors)")
@@ -157,6 +243,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="best.safetensors")
     parser.add_argument("--radius", type=float, default=12, help="degrees around the centre")
     parser.add_argument("--by-class", action="store_true", help="harmonics per cell class")
+    parser.add_argument("--tf-sweep", action="store_true", help="only the drift-frequency sweep")
     args = parser.parse_args()
     torch.set_num_threads(1)
     session = open_cohort(args.data)[args.session]
@@ -166,9 +253,15 @@ def main() -> None:
     simulator = rebuild_simulator(session.path)
     centre = (float(truth.rf_x.median()), float(truth.rf_y.median()))
     near = np.hypot(truth.rf_x - centre[0], truth.rf_y - centre[1]).to_numpy() <= args.radius
+    classes = cell_classes(truth)
+    if args.tf_sweep:
+        rows, class_rows = tf_sweep(model, sid, simulator, centre, classes, near)
+        print(pd.DataFrame(rows).round(3).to_string(index=False))
+        print(pd.DataFrame(class_rows).round(3).to_string(index=False))
+        print(json.dumps({"run": args.run, "tf_sweep": rows, "by_class": class_rows}))
+        return
     videos = conditions(simulator.monitor, centre)
     rows, reference, class_rows = [], {}, []
-    classes = cell_classes(truth)
     for name, clips in videos.items():
         frames = clips.reshape(-1, *clips.shape[2:])
         rest = np.tile(RESTING_BEHAVIOR, (len(frames), 1))

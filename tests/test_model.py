@@ -320,22 +320,53 @@ def test_whitening_front_end_flattens_the_spectrum():
     assert amplitude[0.08] > 2.3 * amplitude[0.02]
 
 
-def test_sparse_inference_readout_equals_grid_sample():
-    """The inference readout (one sparse product) is the training one (grid_sample)."""
+@pytest.mark.parametrize("spatial_kernel", [1, 3])
+def test_sparse_inference_readout_equals_grid_sample(spatial_kernel: int):
+    """The inference readout (one sparse product) is the training one (grid_sample), with a
+    point readout and with a spatial mask whose neighbours fall off the map's edges."""
     from cortexfm.model.config import ReadoutConfig
     from cortexfm.model.readout import PositionMap, Readout
 
     torch.manual_seed(0)
     coordinates = np.random.default_rng(0).normal(size=(300, 3))
-    readout = Readout(ReadoutConfig(), 6, coordinates)
+    readout = Readout(ReadoutConfig(spatial_kernel=spatial_kernel), 6, coordinates)
     with torch.no_grad():  # spread positions everywhere, up to the edges of the map
         readout.delta.copy_(torch.randn(300, 2) * 2)
+        if readout.mask is not None:
+            readout.mask.copy_(torch.randn_like(readout.mask))
     position_map = PositionMap()
     features = torch.randn(2, 5, 6, 7, 11)
     training = readout(features, position_map, sample=False)  # grad enabled: grid_sample
     with torch.no_grad():
         inference = readout(features, position_map, sample=False)
     torch.testing.assert_close(inference, training.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_a_spatial_mask_starts_as_the_point_readout_and_reads_the_neighbours():
+    from cortexfm.model.config import ReadoutConfig
+    from cortexfm.model.readout import PositionMap, Readout
+
+    coordinates = np.random.default_rng(0).normal(size=(40, 3))
+    point = Readout(ReadoutConfig(), 4, coordinates)
+    masked = Readout(ReadoutConfig(spatial_kernel=3), 4, coordinates)
+    position_map = PositionMap()
+    features = torch.randn(2, 3, 4, 9, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            masked(features, position_map, False), point(features, position_map, False)
+        )
+        # all weight on the right-hand neighbour: the point readout one map unit to the right
+        masked.mask.zero_()
+        masked.mask[:, 5] = 1.0
+        shifted = torch.cat([features[..., 1:], torch.zeros_like(features[..., :1])], -1)
+        torch.testing.assert_close(
+            masked(features, position_map, False),
+            point(shifted, position_map, False),
+            atol=1e-5,
+            rtol=1e-5,
+        )
+    with pytest.raises(ValueError, match="spatial_kernel"):
+        apply_overrides(ModelConfig(), ["readout.spatial_kernel=2"])
 
 
 def test_behavior_gain_starts_neutral_and_scales_each_neuron():

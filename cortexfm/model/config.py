@@ -111,6 +111,11 @@ class ReadoutConfig:
     # learned from zero. Running and arousal scale visual responses neuron by neuron; through
     # the core alone, behaviour can only shift the features that every neuron shares.
     behavior_gain: bool = True
+    # the side, in feature-map units, of each neuron's spatial mask around its position: 1 reads
+    # one point (as in cajal/fnn); 3 reads a 3 x 3 neighbourhood, weighted by a learned mask
+    # (starts as the point) times the barcode, so a neuron can combine the same channels at
+    # neighbouring positions (a receptive field's sub-fields, its spatial phase) on a coarse map
+    spatial_kernel: int = 1
 
 
 @dataclass
@@ -150,6 +155,9 @@ class ModelConfig:
             )
         if c.normalization == "contrast_gain" and c.recurrent != "convlstm":
             raise ValueError("core.normalization=contrast_gain needs core.recurrent=convlstm")
+        k = self.readout.spatial_kernel
+        if k < 1 or k % 2 == 0:
+            raise ValueError(f"readout.spatial_kernel must be an odd number >= 1, got {k}")
         if self.readout.output not in ("softplus", "exp", "identity"):
             raise ValueError(
                 f"readout.output must be softplus, exp or identity, got {self.readout.output!r}"

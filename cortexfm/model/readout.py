@@ -8,6 +8,9 @@ Per neuron ``n``:
   (zero at initialisation, so positions start from cortical position);
 - a spread ``sigma_n``: with ``ReadoutConfig.sample`` the position is sampled from
   ``N(mu_n, sigma_n^2)`` while training; at test (and by default) the mean is used;
+- with ``ReadoutConfig.spatial_kernel`` k > 1, a spatial mask ``m_n`` over the k x k
+  neighbourhood of the position (one map unit apart; starts as the point itself): the neuron
+  reads ``sum_j m_nj f(mu_n + offset_j)``, the same channels at neighbouring positions;
 - a feature-weight vector ``w_n`` (the neuron's *barcode*; with ``ReadoutConfig.barcode_norm``
   a gain times a zero-mean unit-norm direction, :meth:`Readout.barcodes`) and a bias ``b_n``.
 
@@ -85,6 +88,22 @@ class Readout(nn.Module):
         self.weight = nn.Parameter(barcodes)  # the barcodes (their direction, barcode_norm)
         self.barcode_gain = nn.Parameter(torch.ones(n)) if config.barcode_norm else None
         self.bias = nn.Parameter(torch.zeros(n))
+        k = config.spatial_kernel
+        if k > 1:  # the mask over the k x k neighbourhood starts as the point readout
+            mask = torch.zeros(n, k * k)
+            mask[:, k * k // 2] = 1.0
+            self.mask = nn.Parameter(mask)
+        else:
+            self.mask = None
+
+    def offsets(self, height: int, width: int) -> Tensor:
+        """The neighbourhood's offsets ``[k * k, 2]`` (x, y) in [-1, 1] units, one map unit
+        apart, row-major (the centre, offset zero, is in the middle)."""
+        r = self.config.spatial_kernel // 2
+        steps = torch.arange(-r, r + 1, dtype=torch.float32)
+        dy, dx = torch.meshgrid(steps, steps, indexing="ij")
+        scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)])
+        return torch.stack([dx.flatten(), dy.flatten()], -1) * scale
 
     @property
     def n_neurons(self) -> int:
@@ -115,40 +134,61 @@ class Readout(nn.Module):
         target = positions.to(self.delta).clamp(-0.99, 0.99)
         self.delta.copy_(torch.atanh(target) - position_map(self.coords))
 
+    @property
+    def padding(self) -> int:
+        """Zero rows and columns around the feature map in the inference product."""
+        return self.config.spatial_kernel // 2 + 1
+
     def readout_matrix(self, position_map: PositionMap, height: int, width: int) -> Tensor:
-        """Sparse CSR ``[neurons, C * (height + 1) * (width + 1)]``: bilinear sampling at the
-        mean positions (``align_corners=True``, zeros outside) times the barcodes, for features
-        zero-padded by one row and column."""
-        x, y = self.positions(position_map).detach().float().unbind(-1)
-        x = ((x + 1) / 2 * (width - 1)).clamp(0, width - 1)
-        y = ((y + 1) / 2 * (height - 1)).clamp(0, height - 1)
+        """Sparse CSR ``[neurons, C * (height + 2p) * (width + 2p)]``: bilinear sampling at the
+        mean positions (and, with a spatial mask, at each neighbour, times its mask weight;
+        ``align_corners=True``, zeros outside) times the barcodes, for features zero-padded by
+        ``p =`` :attr:`padding` rows and columns on every side."""
+        p = self.padding
+        mu = self.positions(position_map).detach().float()  # [n, 2]
+        if self.mask is None:
+            points, weights = mu[:, None], torch.ones(len(mu), 1, device=mu.device)
+        else:
+            points = mu[:, None] + self.offsets(height, width).to(mu)[None]  # [n, k*k, 2]
+            weights = self.mask.detach().float()
+        x, y = points.unbind(-1)
+        x = (x + 1) / 2 * (width - 1) + p
+        y = (y + 1) / 2 * (height - 1) + p
         x0, y0 = x.floor(), y.floor()
         fx, fy = x - x0, y - y0
         x0, y0 = x0.long(), y0.long()
-        padded_width = width + 1
+        padded_width = width + 2 * p
         corner = y0 * padded_width + x0
-        # the four corners in increasing pixel order: (y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1)
+        # the four corners: (y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1); [n, points, 4]
         pixels = torch.stack(
             [corner, corner + 1, corner + padded_width, corner + padded_width + 1], -1
         )
         bilinear = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], -1)
+        bilinear = bilinear * weights[..., None]
         barcodes = self.barcodes().detach().float()
         n, c = barcodes.shape
-        plane = (height + 1) * padded_width
+        plane = (height + 2 * p) * padded_width
+        pixels, bilinear = pixels.reshape(n, -1), bilinear.reshape(n, -1)  # [n, points * 4]
         columns = torch.arange(c, device=x.device)[None, :, None] * plane + pixels[:, None, :]
-        values = barcodes[:, :, None] * bilinear[:, None, :]  # [n, c, 4]
-        rows = torch.arange(0, n * c * 4 + 1, c * 4, device=x.device)
+        values = barcodes[:, :, None] * bilinear[:, None, :]  # [n, c, points * 4]
+        size = (n, c * plane)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-            return torch.sparse_csr_tensor(
-                rows, columns.reshape(-1), values.reshape(-1), size=(n, c * plane)
-            )
+            if self.mask is not None:  # neighbours share corners: coalescing sums them
+                rows = torch.arange(n, device=x.device)[:, None].expand(-1, columns[0].numel())
+                indices = torch.stack([rows.reshape(-1), columns.reshape(-1)])
+                coo = torch.sparse_coo_tensor(indices, values.reshape(-1), size)
+                return coo.coalesce().to_sparse_csr()
+            per_row = columns.shape[1] * columns.shape[2]
+            rows = torch.arange(0, n * per_row + 1, per_row, device=x.device)
+            return torch.sparse_csr_tensor(rows, columns.reshape(-1), values.reshape(-1), size=size)
 
     def forward(self, features: Tensor, position_map: PositionMap, sample: bool) -> Tensor:
         b, t, c, h, w = features.shape
         if not sample and not torch.is_grad_enabled():
             matrix = self.readout_matrix(position_map, h, w)
-            padded = F.pad(features.float().reshape(b * t, c, h, w), (0, 1, 0, 1))
+            p = self.padding
+            padded = F.pad(features.float().reshape(b * t, c, h, w), (p, p, p, p))
             # float32 even under autocast: sparse products have no bfloat16 kernels
             with torch.autocast(features.device.type, enabled=False):
                 out = (matrix @ padded.reshape(b * t, -1).t()).t()  # [b * t, neurons]
@@ -160,6 +200,12 @@ class Readout(nn.Module):
             grid = grid.unsqueeze(1).expand(b, t, -1, -1).reshape(b * t, 1, -1, 2)
         else:
             grid = mu.expand(b * t, 1, -1, -1)
-        sampled = F.grid_sample(features.reshape(b * t, c, h, w), grid, align_corners=True)
-        sampled = sampled.reshape(b, t, c, -1)  # [b, t, c, n]
+        if self.mask is None:
+            sampled = F.grid_sample(features.reshape(b * t, c, h, w), grid, align_corners=True)
+            sampled = sampled.reshape(b, t, c, -1)  # [b, t, c, n]
+        else:  # each neighbour of every position, weighted by the neuron's mask
+            offsets = self.offsets(h, w).to(grid)  # [k*k, 2]
+            grid = grid.transpose(1, 2) + offsets  # [b*t, n, k*k, 2]
+            sampled = F.grid_sample(features.reshape(b * t, c, h, w), grid, align_corners=True)
+            sampled = (sampled * self.mask).sum(-1).reshape(b, t, c, -1)  # [b, t, c, n]
         return (sampled * self.barcodes().t()).sum(dim=2) + self.bias
