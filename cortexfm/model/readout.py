@@ -134,6 +134,30 @@ class Readout(nn.Module):
         target = positions.to(self.delta).clamp(-0.99, 0.99)
         self.delta.copy_(torch.atanh(target) - position_map(self.coords))
 
+    def spatial_weights(self, positions: Tensor, height: int, width: int) -> Tensor:
+        """``positions [b, n, 2]`` -> each neuron's weights on the map ``[b, n, height * width]``:
+        its mask's weights splatted bilinearly at its position's neighbours (differentiable in
+        the positions and the mask; what falls off the map is dropped, as ``grid_sample``'s
+        zero padding does)."""
+        p = self.padding
+        b, n = positions.shape[:2]
+        points = positions[:, :, None] + self.offsets(height, width).to(positions)  # [b, n, k*k, 2]
+        x = (points[..., 0] + 1) / 2 * (width - 1) + p
+        y = (points[..., 1] + 1) / 2 * (height - 1) + p
+        x0, y0 = x.detach().floor(), y.detach().floor()
+        fx, fy = x - x0, y - y0
+        padded_width = width + 2 * p
+        corner = (y0 * padded_width + x0).long()
+        pixels = torch.stack(
+            [corner, corner + 1, corner + padded_width, corner + padded_width + 1], -1
+        )
+        bilinear = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], -1)
+        values = bilinear * self.mask[None, :, :, None]  # [b, n, k*k, 4]
+        plane = positions.new_zeros(b, n, (height + 2 * p) * padded_width)
+        plane = plane.scatter_add(2, pixels.flatten(2), values.flatten(2))
+        plane = plane.unflatten(2, (height + 2 * p, padded_width))[..., p:-p, p:-p]
+        return plane.flatten(2)
+
     @property
     def padding(self) -> int:
         """Zero rows and columns around the feature map in the inference product."""
@@ -200,12 +224,15 @@ class Readout(nn.Module):
             grid = grid.unsqueeze(1).expand(b, t, -1, -1).reshape(b * t, 1, -1, 2)
         else:
             grid = mu.expand(b * t, 1, -1, -1)
-        if self.mask is None:
-            sampled = F.grid_sample(features.reshape(b * t, c, h, w), grid, align_corners=True)
-            sampled = sampled.reshape(b, t, c, -1)  # [b, t, c, n]
-        else:  # each neighbour of every position, weighted by the neuron's mask
-            offsets = self.offsets(h, w).to(grid)  # [k*k, 2]
-            grid = grid.transpose(1, 2) + offsets  # [b*t, n, k*k, 2]
-            sampled = F.grid_sample(features.reshape(b * t, c, h, w), grid, align_corners=True)
-            sampled = (sampled * self.mask).sum(-1).reshape(b, t, c, -1)  # [b, t, c, n]
+        if self.mask is not None:  # one dense product with each neuron's spatial weights
+            # [b or 1, n, 2]: one draw per window, constant over time
+            positions = grid.reshape(b, t, -1, 2)[:, 0] if sample else mu[None]
+            spatial = self.spatial_weights(positions, h, w)  # [b or 1, n, h * w]
+            weights = self.barcodes()[None, :, :, None] * spatial[:, :, None]  # [., n, c, h*w]
+            flat = features.reshape(b, t, c * h * w)
+            if not sample:
+                return torch.einsum("btf,nf->btn", flat, weights[0].flatten(1)) + self.bias
+            return torch.einsum("btf,bnf->btn", flat, weights.flatten(2)) + self.bias
+        sampled = F.grid_sample(features.reshape(b * t, c, h, w), grid, align_corners=True)
+        sampled = sampled.reshape(b, t, c, -1)  # [b, t, c, n]
         return (sampled * self.barcodes().t()).sum(dim=2) + self.bias
