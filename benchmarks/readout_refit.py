@@ -14,6 +14,10 @@ on the test clips, and in-silico gOSI / gDSI against the generator's truth
   are still untuned on gratings, the core is the limit, not the barcodes.
 - ``--features feedforward|both``: read the last feed-forward layer (what ``core.skip`` adds)
   instead of, or beside, the ConvLSTM.
+- ``--spatial-kernel K``: refit a readout with a K x K spatial mask around each neuron's
+  position (``model.readout.spatial_kernel``, starting as the point) beside the barcode: can
+  this core's features at neighbouring positions express what one point cannot? Holds
+  ``frames x C x neurons x K^2`` features in memory: use ``--frames 4000`` for K = 3.
 
     python benchmarks/readout_refit.py bench_runs/ood_cpu/gabor-gouniform \
         --data bench_data/gabor4x500 --target rates
@@ -34,8 +38,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def collect(model, session, target: str, frames: int, burn_in: int = 10):
-    """Features at each neuron's position ``[t, C, n]``, log gains ``[t, n]``, targets."""
+def collect(model, session, target: str, frames: int, kernel: int = 1, burn_in: int = 10):
+    """Features at each neuron's position and its ``kernel x kernel`` neighbours
+    ``[t, C, n, kernel^2]``, log gains ``[t, n]``, targets."""
     from cortexfm.sim.behavior import gaze_from_pupil_center
     from cortexfm.sim.cohort import rebuild_simulator
 
@@ -44,7 +49,9 @@ def collect(model, session, target: str, frames: int, burn_in: int = 10):
     norm = model.session(sid).normalization
     simulator = rebuild_simulator(session.path) if target == "rates" else None
     features, gains, targets, total = [], [], [], 0
-    positions = readout.positions(model.position_map)
+    positions = readout.positions(model.position_map)  # [n, 2]
+    spacing = torch.arange(kernel, dtype=torch.float32) - kernel // 2
+    dy, dx = torch.meshgrid(spacing, spacing, indexing="ij")
     for trial_id in session.trials_in("train"):
         if total >= frames:
             break
@@ -54,8 +61,10 @@ def collect(model, session, target: str, frames: int, burn_in: int = 10):
         ]
         f, modulation, _ = model._features(sid, *norm.inputs(*inputs), None)
         f = f[0, burn_in:]
-        grid = positions.expand(len(f), 1, -1, -1)
-        features.append(F.grid_sample(f, grid, align_corners=True)[:, :, 0])
+        h, w = f.shape[-2:]
+        offsets = torch.stack([dx.flatten() * 2 / (w - 1), dy.flatten() * 2 / (h - 1)], -1)
+        grid = (positions[:, None] + offsets).expand(len(f), -1, -1, -1)  # [t, n, k^2, 2]
+        features.append(F.grid_sample(f, grid, align_corners=True))
         gains.append(readout.log_gain(modulation)[0, burn_in:])
         if simulator is not None:
             gaze = gaze_from_pupil_center(trial.pupil_center)
@@ -76,6 +85,7 @@ def main() -> None:
         "--features", choices=["recurrent", "feedforward", "both"], default="recurrent"
     )
     parser.add_argument("--frames", type=int, default=15000)
+    parser.add_argument("--spatial-kernel", type=int, default=1, help="odd; 1: the point")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -97,7 +107,8 @@ def main() -> None:
         model.core.out_channels = hidden + model.core.layers[-1].temporal.out_channels
     t0 = time.perf_counter()
     with torch.no_grad():
-        x, log_gain, y = collect(model, session, args.target, args.frames)
+        x, log_gain, y = collect(model, session, args.target, args.frames, args.spatial_kernel)
+    centre = args.spatial_kernel**2 // 2
     channels = x.shape[1]
     mask = torch.zeros(channels)
     mask[:hidden] = args.features in ("recurrent", "both")
@@ -105,12 +116,15 @@ def main() -> None:
     n_fit = int(0.8 * len(x))
     fit, held = slice(0, n_fit), slice(n_fit, None)
 
-    def predict(w, b, part):
-        drive = torch.einsum("tcn,nc->tn", x[part], w) + b
+    def predict(w, b, part, m=None):
+        if m is None:  # the point readout: the centre of the neighbourhood
+            drive = torch.einsum("tcn,nc->tn", x[part, :, :, centre], w) + b
+        else:
+            drive = torch.einsum("tcnk,nc,nk->tn", x[part], w, m) + b
         return output_nonlinearity(drive, output) * torch.exp(log_gain[part].clamp(max=10))
 
-    def held_out_r(w, b) -> float:
-        p, t = predict(w, b, held), y[held]
+    def held_out_r(w, b, m=None) -> float:
+        p, t = predict(w, b, held, m), y[held]
         p, t = p - p.mean(0), t - t.mean(0)
         return float(((p * t).sum(0) / (p.norm(dim=0) * t.norm(dim=0) + 1e-9)).median())
 
@@ -118,25 +132,36 @@ def main() -> None:
     learned[:, :hidden] = readout.barcodes().detach()
     bias = readout.bias.detach().clone()
     w, b = learned.clone().requires_grad_(True), bias.clone().requires_grad_(True)
+    spatial = None
+    if args.spatial_kernel > 1:  # the mask starts as the point readout
+        spatial = torch.zeros(len(b), args.spatial_kernel**2)
+        spatial[:, centre] = 1.0
+        spatial.requires_grad_(True)
     optimizer = torch.optim.LBFGS(
-        [w, b], lr=1, max_iter=300, history_size=20, line_search_fn="strong_wolfe"
+        [w, b] + ([spatial] if spatial is not None else []),
+        lr=1,
+        max_iter=300,
+        history_size=20,
+        line_search_fn="strong_wolfe",
     )
 
     def closure():
         optimizer.zero_grad()
-        p = predict(w * mask, b, fit)
+        p = predict(w * mask, b, fit, spatial)
         loss = (p - y[fit] * torch.log(p + 1e-8)).mean()
         loss.backward()
         return loss
 
     optimizer.step(closure)
     w, b = (w * mask).detach(), b.detach()
+    spatial = spatial.detach() if spatial is not None else None
     result = {
         "run": args.run,
         "target": args.target,
         "features": args.features,
+        "spatial_kernel": args.spatial_kernel,
         "frames": len(x),
-        "held_out_r": {"learned": held_out_r(learned, bias), "refit": held_out_r(w, b)},
+        "held_out_r": {"learned": held_out_r(learned, bias), "refit": held_out_r(w, b, spatial)},
         "cosine_refit_learned": float(
             F.cosine_similarity(w[:, :hidden], learned[:, :hidden], dim=1).median()
         ),
@@ -145,6 +170,9 @@ def main() -> None:
         readout.weight = torch.nn.Parameter(w)
         readout.barcode_gain = None  # w is the applied barcode
         readout.bias.copy_(b)
+        if spatial is not None:
+            readout.config = dataclasses.replace(readout.config, spatial_kernel=args.spatial_kernel)
+            readout.mask = torch.nn.Parameter(spatial)
     table, _ = evaluate_session(model, session)
     result["cc_norm"] = table.groupby("stimulus_type").cc_norm.median().round(3).to_dict()
     result["insilico"] = insilico_tuning(model, session)
