@@ -79,16 +79,23 @@ def conditions(monitor: Monitor, centre: tuple[float, float]) -> dict[str, np.nd
 
 
 @torch.no_grad()
-def inside_core(model, session_id: str, videos: np.ndarray) -> dict:
-    """Feed-forward rms, ConvLSTM output s.d. over time and cell saturation."""
+def resting_retina(model, session_id: str, videos: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """``videos [clips, time, H, W]`` (grey levels) seen at rest with the eye centred -> the
+    retina ``[clips, time, h, w]`` and the modulation features ``[clips, time, M]``."""
     modules = model.session(session_id)
     behavior, pupil = (
         np.tile(x, (len(videos), videos.shape[1], 1)) for x in model.resting_inputs(session_id)
     )
     x = [torch.as_tensor(a, dtype=torch.float32) for a in (videos, behavior, pupil)]
     video, behavior_t, pupil_t = modules.normalization.inputs(*x)
-    retina = modules.perspective(video, pupil_t)
     modulation, _ = modules.modulation(behavior_t)
+    return modules.perspective(video, pupil_t), modulation
+
+
+@torch.no_grad()
+def inside_core(model, session_id: str, videos: np.ndarray) -> dict:
+    """Feed-forward rms, ConvLSTM output s.d. over time and cell saturation."""
+    retina, modulation = resting_retina(model, session_id, videos)
     core = model.core
     h, _ = core.feedforward(retina)
     out = {"ff_rms": float(h[:, BURN_IN:].pow(2).mean().sqrt())}
@@ -170,14 +177,7 @@ def by_class(
 @torch.no_grad()
 def core_traces(model, session_id: str, videos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The last feed-forward layer's and the ConvLSTM's outputs ``[clips, C, h, w, time]``."""
-    modules = model.session(session_id)
-    behavior, pupil = (
-        np.tile(x, (len(videos), videos.shape[1], 1)) for x in model.resting_inputs(session_id)
-    )
-    x = [torch.as_tensor(a, dtype=torch.float32) for a in (videos, behavior, pupil)]
-    video, behavior_t, pupil_t = modules.normalization.inputs(*x)
-    retina = modules.perspective(video, pupil_t)
-    modulation, _ = modules.modulation(behavior_t)
+    retina, modulation = resting_retina(model, session_id, videos)
     core = model.core
     ff, _ = core.feedforward(retina)
     features, _ = core(retina, modulation)

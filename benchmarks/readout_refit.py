@@ -131,6 +131,9 @@ def main() -> None:
     learned = torch.zeros(readout.weight.shape[0], channels)
     learned[:, :hidden] = readout.barcodes().detach()
     bias = readout.bias.detach().clone()
+    learned_mask = None  # the run's own spatial mask, if it has one and the neighbours are read
+    if readout.mask is not None and readout.mask.shape[1] == args.spatial_kernel**2:
+        learned_mask = readout.mask.detach().clone()
     w, b = learned.clone().requires_grad_(True), bias.clone().requires_grad_(True)
     spatial = None
     if args.spatial_kernel > 1:  # the mask starts as the point readout
@@ -161,7 +164,10 @@ def main() -> None:
         "features": args.features,
         "spatial_kernel": args.spatial_kernel,
         "frames": len(x),
-        "held_out_r": {"learned": held_out_r(learned, bias), "refit": held_out_r(w, b, spatial)},
+        "held_out_r": {
+            "learned": held_out_r(learned, bias, learned_mask),
+            "refit": held_out_r(w, b, spatial),
+        },
         "cosine_refit_learned": float(
             F.cosine_similarity(w[:, :hidden], learned[:, :hidden], dim=1).median()
         ),
