@@ -134,6 +134,24 @@ class Readout(nn.Module):
         target = positions.to(self.delta).clamp(-0.99, 0.99)
         self.delta.copy_(torch.atanh(target) - position_map(self.coords))
 
+    def corners(self, points: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+        """Map positions ``[..., 2]`` (x, y in [-1, 1], ``align_corners=True``) -> the flat
+        indices of their four bilinear corners on the map zero-padded by :attr:`padding`, and
+        the corners' weights, each ``[..., 4]`` (the weights differentiable in the points)."""
+        p = self.padding
+        x = (points[..., 0] + 1) / 2 * (width - 1) + p
+        y = (points[..., 1] + 1) / 2 * (height - 1) + p
+        x0, y0 = x.detach().floor(), y.detach().floor()
+        fx, fy = x - x0, y - y0
+        padded_width = width + 2 * p
+        corner = (y0 * padded_width + x0).long()
+        # (y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1)
+        pixels = torch.stack(
+            [corner, corner + 1, corner + padded_width, corner + padded_width + 1], -1
+        )
+        bilinear = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], -1)
+        return pixels, bilinear
+
     def spatial_weights(self, positions: Tensor, height: int, width: int) -> Tensor:
         """``positions [b, n, 2]`` -> each neuron's weights on the map ``[b, n, height * width]``:
         its mask's weights splatted bilinearly at its position's neighbours (differentiable in
@@ -142,17 +160,9 @@ class Readout(nn.Module):
         p = self.padding
         b, n = positions.shape[:2]
         points = positions[:, :, None] + self.offsets(height, width).to(positions)  # [b, n, k*k, 2]
-        x = (points[..., 0] + 1) / 2 * (width - 1) + p
-        y = (points[..., 1] + 1) / 2 * (height - 1) + p
-        x0, y0 = x.detach().floor(), y.detach().floor()
-        fx, fy = x - x0, y - y0
-        padded_width = width + 2 * p
-        corner = (y0 * padded_width + x0).long()
-        pixels = torch.stack(
-            [corner, corner + 1, corner + padded_width, corner + padded_width + 1], -1
-        )
-        bilinear = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], -1)
+        pixels, bilinear = self.corners(points, height, width)
         values = bilinear * self.mask[None, :, :, None]  # [b, n, k*k, 4]
+        padded_width = width + 2 * p
         plane = positions.new_zeros(b, n, (height + 2 * p) * padded_width)
         plane = plane.scatter_add(2, pixels.flatten(2), values.flatten(2))
         plane = plane.unflatten(2, (height + 2 * p, padded_width))[..., p:-p, p:-p]
@@ -175,36 +185,24 @@ class Readout(nn.Module):
         else:
             points = mu[:, None] + self.offsets(height, width).to(mu)[None]  # [n, k*k, 2]
             weights = self.mask.detach().float()
-        x, y = points.unbind(-1)
-        x = (x + 1) / 2 * (width - 1) + p
-        y = (y + 1) / 2 * (height - 1) + p
-        x0, y0 = x.floor(), y.floor()
-        fx, fy = x - x0, y - y0
-        x0, y0 = x0.long(), y0.long()
-        padded_width = width + 2 * p
-        corner = y0 * padded_width + x0
-        # the four corners: (y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1); [n, points, 4]
-        pixels = torch.stack(
-            [corner, corner + 1, corner + padded_width, corner + padded_width + 1], -1
-        )
-        bilinear = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], -1)
+        pixels, bilinear = self.corners(points, height, width)  # [n, points, 4]
         bilinear = bilinear * weights[..., None]
         barcodes = self.barcodes().detach().float()
         n, c = barcodes.shape
-        plane = (height + 2 * p) * padded_width
+        plane = (height + 2 * p) * (width + 2 * p)
         pixels, bilinear = pixels.reshape(n, -1), bilinear.reshape(n, -1)  # [n, points * 4]
-        columns = torch.arange(c, device=x.device)[None, :, None] * plane + pixels[:, None, :]
+        columns = torch.arange(c, device=mu.device)[None, :, None] * plane + pixels[:, None, :]
         values = barcodes[:, :, None] * bilinear[:, None, :]  # [n, c, points * 4]
         size = (n, c * plane)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
             if self.mask is not None:  # neighbours share corners: coalescing sums them
-                rows = torch.arange(n, device=x.device)[:, None].expand(-1, columns[0].numel())
+                rows = torch.arange(n, device=mu.device)[:, None].expand(-1, columns[0].numel())
                 indices = torch.stack([rows.reshape(-1), columns.reshape(-1)])
                 coo = torch.sparse_coo_tensor(indices, values.reshape(-1), size)
                 return coo.coalesce().to_sparse_csr()
             per_row = columns.shape[1] * columns.shape[2]
-            rows = torch.arange(0, n * per_row + 1, per_row, device=x.device)
+            rows = torch.arange(0, n * per_row + 1, per_row, device=mu.device)
             return torch.sparse_csr_tensor(rows, columns.reshape(-1), values.reshape(-1), size=size)
 
     def forward(self, features: Tensor, position_map: PositionMap, sample: bool) -> Tensor:
