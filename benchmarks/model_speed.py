@@ -5,6 +5,7 @@
 - batched streaming prediction for 1,000 neurons (8 videos of 300 frames, 60-frame chunks).
 
     python benchmarks/model_speed.py
+    python benchmarks/model_speed.py --threads 1 --override model.core.recurrent=none
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--neurons", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument(
+        "--override", action="append", default=[], help="a config override, e.g. core.hidden=48"
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "cohort"
         for m in range(2):
@@ -40,7 +47,7 @@ def main() -> None:
                 seed=m,
             )
         cohort = open_cohort(root)
-        config = load_run_config(None, ["train.max_steps=1000"], preset_name="cpu")
+        config = load_run_config(None, ["train.max_steps=1000", *args.override], preset_name="cpu")
         trainer = Trainer(cohort, config, Path(tmp) / "run", progress=False)
         trainer._prepare(None)
         for i in range(2):  # warm-up

@@ -13,7 +13,9 @@ Diagnostics per family (first session):
   recording (median over reliable neurons): < 1 means the twin under-responds;
 - ``input_p99``: 99th percentile of |normalised retina| (the range the core sees);
 - ``gate_saturation``: fraction of ConvLSTM gate pre-activations with |x| > 3, and
-  ``cell_saturation``: fraction of |tanh(c)| > 0.95.
+  ``cell_saturation``: fraction of |tanh(c)| > 0.95;
+- ``gaze``: how much of the simulated eye's rotation the twin's perspective undoes
+  (:func:`gaze_gain`; 1: all of it).
 
     python benchmarks/ood_generalisation.py --cohort gabor=bench_data/gabor4x500 \\
         --cohort subunit=bench_data/subunit4x500 --variant base= --minutes 20
@@ -110,6 +112,45 @@ def saturation(model, session, trial_id: int) -> dict:
     return out
 
 
+@torch.no_grad()
+def gaze_gain(model, session, trials: int = 20) -> dict:
+    """How much of the simulated eye's rotation the twin's perspective compensates.
+
+    The generator shifts each frame by the gaze (``cortexfm.sim.behavior``); the twin's
+    perspective maps the pupil centre to the monitor point its retina's centre sees. Per axis
+    (azimuth, elevation): the slope of that point (degrees) on the true gaze (1: the image is
+    re-centred exactly; 0: eye movements are ignored) and their correlation, over the first
+    ``trials`` training trials.
+    """
+    from cortexfm.sim.behavior import gaze_from_pupil_center
+    from cortexfm.sim.cohort import rebuild_simulator
+
+    monitor = rebuild_simulator(session.path).monitor
+    ids = list(session.trials_in("train"))[:trials]
+    pupil = np.concatenate([np.asarray(session.trial(int(t)).pupil_center) for t in ids])
+    gaze = gaze_from_pupil_center(pupil)
+    modules = model.session(session.session_id)
+    device = next(model.parameters()).device
+    centre = modules.normalization.inputs(
+        torch.zeros(1, len(pupil), 1, 1, device=device),
+        torch.zeros(1, len(pupil), 2, device=device),
+        torch.as_tensor(pupil, dtype=torch.float32, device=device)[None],
+    )[2][0]
+    grid = modules.perspective.sampling_grid(centre).cpu().numpy()  # [t, h, w, 2] in [-1, 1]
+    h, w = grid.shape[1:3]
+    seen = grid[:, h // 2, w // 2]
+    # monitor coordinates -> degrees (align_corners: +-1 are the edge pixels' centres); rows
+    # run downwards, so a gaze upwards moves the seen point to lower row coordinates
+    deg = seen * [(monitor.width - 1) / 2, -(monitor.height - 1) / 2] * monitor.deg_per_pixel
+    out = {}
+    for axis, name in enumerate(("azimuth", "elevation")):
+        slope = np.polyfit(gaze[:, axis], deg[:, axis], 1)[0]
+        r = np.corrcoef(gaze[:, axis], deg[:, axis])[0, 1]
+        out[name] = {"gain": round(float(slope), 3), "r": round(float(r), 3)}
+    out["gaze_sd_deg"] = gaze.std(0).round(2).tolist()
+    return out
+
+
 def cell_classes(session) -> np.ndarray | None:
     from cortexfm.sim.cohort import load_ground_truth
 
@@ -153,6 +194,7 @@ def score(model, cohort, out: Path, insilico: bool = True, table_name: str = "ne
                 "sd_ratio": float(np.median(ratio[reliable])),
                 **saturation(model, session, g[0]),
             }
+        diagnostics["gaze"] = gaze_gain(model, session)
     table = pd.concat(tables, ignore_index=True)
     table.to_csv(out / table_name, index=False)
     families = table.groupby("stimulus_type").cc_norm.median()

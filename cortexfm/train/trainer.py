@@ -116,6 +116,25 @@ class LoopState:
         return False
 
 
+#: run settings a resumed run may change: they bound how long it runs or what it logs, not
+#: what a training step does
+RESUMABLE_CHANGES = ("train.max_minutes", "train.tensorboard")
+
+
+def _changed_fields(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the config fields that differ between two ``to_dict`` configs, less
+    :data:`RESUMABLE_CHANGES`."""
+    changed = []
+    for key in sorted(set(saved) | set(current)):
+        name = f"{prefix}{key}"
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += _changed_fields(a, b, f"{name}.")
+        elif a != b and name not in RESUMABLE_CHANGES:
+            changed.append(name)
+    return changed
+
+
 def session_info(session: Session, response_transform: str, loss: str) -> SessionInfo:
     stats = session_statistics(session)
     check_response_sign(session, stats, loss, response_transform)
@@ -423,10 +442,11 @@ class Trainer:
         last = self.out_dir / "last.safetensors"
         if resume and last.exists():
             ckpt = load_checkpoint(last, self.device)
-            if ckpt.config.to_dict() != self.config.to_dict():
+            changed = _changed_fields(ckpt.config.to_dict(), self.config.to_dict())
+            if changed:
                 raise ValueError(
-                    f"{last}: was written with a different config; resume with the same "
-                    "config or start a new output folder"
+                    f"{last}: was written with a different config ({', '.join(changed)}); "
+                    "resume with the same config or start a new output folder"
                 )
             state = LoopState(**{k: ckpt.trainer[k] for k in asdict(LoopState())})
             self._prepare(ckpt.model)
