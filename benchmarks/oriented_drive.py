@@ -27,6 +27,7 @@ import torch
 
 from cortexfm.data import open_cohort
 from cortexfm.insilico.validation import recorded_cc_max
+from cortexfm.metrics import correlation
 from cortexfm.sim.behavior import gaze_from_pupil_center
 from cortexfm.sim.cohort import load_ground_truth, rebuild_simulator
 from cortexfm.train import load_checkpoint
@@ -38,11 +39,6 @@ def residual(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Per column, ``y`` less its least-squares fit on ``x`` (both ``[time, neurons]``)."""
     x, y = x - x.mean(0), y - y.mean(0)
     return y - x * (x * y).sum(0) / ((x * x).sum(0) + 1e-12)
-
-
-def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a - a.mean(0), b - b.mean(0)
-    return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0) + 1e-12)
 
 
 def main() -> None:
@@ -103,9 +99,9 @@ def main() -> None:
         m = reliable & (classes == cls)
         result[cls] = {
             "neurons": int(m.sum()),
-            "r_with_truth": round(float(np.median(r_truth[m])), 3),
-            "partial_r_oriented_twin": round(float(np.median(partial_twin[m])), 3),
-            "partial_r_oriented_truth": round(float(np.median(partial_full[m])), 3),
+            "r_with_truth": round(float(np.nanmedian(r_truth[m])), 3),
+            "partial_r_oriented_twin": round(float(np.nanmedian(partial_twin[m])), 3),
+            "partial_r_oriented_truth": round(float(np.nanmedian(partial_full[m])), 3),
         }
     print(json.dumps(result, indent=1))
 
