@@ -11,6 +11,10 @@ once, with its recorded behaviour and gaze), the generator is re-run with the fr
   unoriented-only rate regressed out (what of the oriented drive the unoriented one does not
   carry). The full rate scores about 1 here; a twin that fits the unoriented transient only,
   about 0. This is the in-distribution root of extrapolation to gratings.
+- ``partial r, orientation``: the same with the neuron's oriented-only rate at the
+  *orthogonal* orientation (carrier rotated by 90 deg) regressed out as well: what depends on
+  the preferred orientation itself, not on oriented contrast energy at any orientation. A twin
+  that has learned local energy but no orientation scores about 0 here.
 
 Only the Gabor-energy generator has this decomposition.
 
@@ -35,10 +39,14 @@ from cortexfm.train import load_checkpoint
 BURN_IN = 20
 
 
-def residual(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Per column, ``y`` less its least-squares fit on ``x`` (both ``[time, neurons]``)."""
-    x, y = x - x.mean(0), y - y.mean(0)
-    return y - x * (x * y).sum(0) / ((x * x).sum(0) + 1e-12)
+def residual(y: np.ndarray, *xs: np.ndarray) -> np.ndarray:
+    """Per column, ``y`` less its least-squares fit on the columns of ``xs`` (each
+    ``[time, neurons]``; neuron ``n``'s regressors are column ``n`` of each)."""
+    y = y - y.mean(0)
+    x = np.stack([v - v.mean(0) for v in xs], -1)  # [time, neurons, k]
+    gram = np.einsum("tnk,tnj->nkj", x, x) + 1e-9 * np.eye(len(xs))
+    beta = np.linalg.solve(gram, np.einsum("tnk,tn->nk", x, y)[..., None])[..., 0]
+    return y - np.einsum("tnk,nk->tn", x, beta)
 
 
 def main() -> None:
@@ -57,15 +65,22 @@ def main() -> None:
     truth, _ = load_ground_truth(session.path)
     table = simulator.population.table
     original = table["untuned_fraction"].copy()
+    orientation = table["orientation"].copy()
 
-    def rates(fraction: float | None, *inputs) -> np.ndarray:
+    def rates(fraction: float | None, *inputs, rotate: float = 0.0) -> np.ndarray:
         table["untuned_fraction"] = original if fraction is None else fraction
+        if rotate:
+            table["orientation"] = (orientation + rotate) % 180
+            simulator.build_filters()
         try:
             return simulator.rates(*inputs)[BURN_IN:]
         finally:
             table["untuned_fraction"] = original
+            if rotate:
+                table["orientation"] = orientation
+                simulator.build_filters()
 
-    seen, full, oriented, unoriented, twin = set(), [], [], [], []
+    seen, full, oriented, unoriented, orthogonal, twin = set(), [], [], [], [], []
     for t in range(len(session.stimulus_types)):
         if session.stimulus_types[t] != "natural_movie" or session.tiers[t] == "train":
             continue
@@ -82,16 +97,22 @@ def main() -> None:
         full.append(rates(None, *inputs))
         oriented.append(rates(0.0, *inputs))
         unoriented.append(rates(1.0, *inputs))
+        orthogonal.append(rates(0.0, *inputs, rotate=90.0))
         with torch.no_grad():
             prediction, _ = model.predict(
                 session.session_id, trial.video, trial.behavior, trial.pupil_center
             )
         twin.append(prediction.numpy()[BURN_IN:])
-    full, oriented, unoriented, twin = map(np.concatenate, (full, oriented, unoriented, twin))
+    full, oriented, unoriented, orthogonal, twin = map(
+        np.concatenate, (full, oriented, unoriented, orthogonal, twin)
+    )
     target = residual(oriented, unoriented)
     r_truth = correlation(twin, full)
     partial_twin = correlation(residual(twin, unoriented), target)
     partial_full = correlation(residual(full, unoriented), target)
+    specific = residual(oriented, unoriented, orthogonal)
+    specific_twin = correlation(residual(twin, unoriented, orthogonal), specific)
+    specific_full = correlation(residual(full, unoriented, orthogonal), specific)
     reliable = recorded_cc_max(session) >= 0.5
     classes = np.where(truth["complex"], "complex", "simple")
     result = {"run": args.run, "clips": len(seen), "frames": len(full)}
@@ -102,6 +123,8 @@ def main() -> None:
             "r_with_truth": round(float(np.nanmedian(r_truth[m])), 3),
             "partial_r_oriented_twin": round(float(np.nanmedian(partial_twin[m])), 3),
             "partial_r_oriented_truth": round(float(np.nanmedian(partial_full[m])), 3),
+            "partial_r_orientation_twin": round(float(np.nanmedian(specific_twin[m])), 3),
+            "partial_r_orientation_truth": round(float(np.nanmedian(specific_full[m])), 3),
         }
     print(json.dumps(result, indent=1))
 

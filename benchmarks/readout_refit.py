@@ -76,6 +76,11 @@ def collect(model, session, target: str, frames: int, kernel: int = 1, burn_in: 
     return torch.cat(features), torch.cat(gains), torch.cat(targets)
 
 
+def say(message: str) -> None:
+    """Progress on stderr (the result is the JSON on stdout)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", help="a run folder with best.safetensors")
@@ -108,6 +113,7 @@ def main() -> None:
     t0 = time.perf_counter()
     with torch.no_grad():
         x, log_gain, y = collect(model, session, args.target, args.frames, args.spatial_kernel)
+    say(f"features {tuple(x.shape)} collected in {(time.perf_counter() - t0) / 60:.1f} min")
     centre = args.spatial_kernel**2 // 2
     channels = x.shape[1]
     mask = torch.zeros(channels)
@@ -148,14 +154,21 @@ def main() -> None:
         line_search_fn="strong_wolfe",
     )
 
+    evaluations = 0
+
     def closure():
+        nonlocal evaluations
         optimizer.zero_grad()
         p = predict(w * mask, b, fit, spatial)
         loss = (p - y[fit] * torch.log(p + 1e-8)).mean()
         loss.backward()
+        evaluations += 1
+        if evaluations % 25 == 0:
+            say(f"L-BFGS evaluation {evaluations}: loss {float(loss):.5f}")
         return loss
 
     optimizer.step(closure)
+    say(f"fitted ({evaluations} evaluations); scoring the test clips and in-silico tuning")
     w, b = (w * mask).detach(), b.detach()
     spatial = spatial.detach() if spatial is not None else None
     result = {
