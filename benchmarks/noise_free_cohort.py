@@ -48,7 +48,6 @@ def main() -> None:
             rates = simulator.rates(trial.video, np.asarray(trial.behavior), gaze)
             path = Path(session._source(t, "responses"))  # the trial's own response file
             responses = np.load(path)  # [neurons, frames], padded beyond the valid length
-            responses = responses.copy()
             responses[:, : len(rates)] = rates.T
             path.unlink()  # the hard link, not the source's file
             save_npy_atomic(path, responses.astype(np.float32))
