@@ -24,6 +24,15 @@ output, with their temporal s.d. relative to natural movies. A share that falls 
 feed-forward layer to the ConvLSTM at every frequency says the recurrence discards the phase;
 one that falls only at the fast drifts says it low-passes.
 
+``--sf-sweep`` asks how the under-response depends on spatial frequency: full-field gratings at
+contrast 0.3 drifting at 2 Hz, at 0.01-0.13 cycles/deg, and per frequency the truth's and the
+twin's response s.d. relative to natural movies (``drive``, ``twin``), their ratio (``gain``),
+the correlation of the traces (``r``, also per cell class) and inside the core the temporal s.d.
+of the last feed-forward layer and of the ConvLSTM's output relative to natural movies (median
+over channels at the central half of the map). A twin whose ``gain`` falls with spatial
+frequency while its feed-forward layer still follows the grating has the finer structure in its
+features but does not read it out.
+
 ``--by-class`` adds, per cell class (the generator's ground truth), the grating conditions'
 response harmonics at each neuron's preferred direction (the truth's), over the last three
 cycles: ``F1/F0`` (modulation at the drift frequency: > 1 for simple and linear
@@ -235,6 +244,66 @@ def tf_sweep(model, sid: str, simulator, centre, classes, near) -> tuple[list, l
     return rows, class_rows
 
 
+def traces_r(true: np.ndarray, twin: np.ndarray) -> np.ndarray:
+    """Per-neuron correlation of ``[time, neurons]`` traces."""
+    a, b = true - true.mean(0), twin - twin.mean(0)
+    return (a * b).sum(0) / np.sqrt((a**2).sum(0) * (b**2).sum(0) + 1e-12)
+
+
+def sf_sweep(model, sid: str, simulator, centre, classes, near) -> list:
+    """Full-field gratings at contrast 0.3 and 2 Hz over spatial frequency (see the docstring)."""
+    monitor = simulator.monitor
+    rng = np.random.default_rng(0)
+
+    def run(clips: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        frames = clips.reshape(-1, *clips.shape[2:])
+        rest = np.tile(RESTING_BEHAVIOR, (len(frames), 1))
+        true = simulator.rates(frames, rest, np.zeros((len(frames), 2)))
+        true = true.reshape(len(clips), FRAMES, -1)[:, BURN_IN:].reshape(-1, true.shape[-1])
+        behavior, pupil = (np.tile(x, (len(clips), FRAMES, 1)) for x in model.resting_inputs(sid))
+        twin, _ = model.predict(sid, clips.astype(np.float32), behavior, pupil)
+        twin = twin[:, BURN_IN:].reshape(-1, twin.shape[-1]).numpy()
+        ff, lstm = core_traces(model, sid, clips)  # [clips, C, h, w, time]
+        h, w = ff.shape[2:4]
+        centre_sd = [
+            x[:, :, h // 4 : 3 * h // 4, w // 4 : 3 * w // 4].std(-1).mean((0, 2, 3))
+            for x in (ff, lstm)
+        ]
+        return true, twin, *centre_sd
+
+    natural = np.stack([natural_movie(monitor, FRAMES, rng).frames for _ in range(8)])
+    true0, twin0, ff0, lstm0 = run(natural)
+    sd_true0, sd_twin0 = true0.std(0), twin0.std(0)
+    rows = []
+    for frequency in (0.01, 0.02, 0.04, 0.06, 0.09, 0.13):
+        clips = np.stack(
+            [
+                drifting_gabor(
+                    monitor, FRAMES, d, frequency, TEMPORAL_FREQUENCY, np.inf, centre, 0.3
+                ).frames
+                for d in DIRECTIONS
+            ]
+        )
+        true, twin, ff, lstm = run(clips)
+        drive, response = true.std(0) / sd_true0, twin.std(0) / sd_twin0
+        r = traces_r(true, twin)
+        row = {
+            "cycles/deg": frequency,
+            "drive": float(np.median(drive[near])),
+            "twin": float(np.median(response[near])),
+            "gain": float(np.median((response / np.maximum(drive, 1e-9))[near])),
+            "r": float(np.median(r[near])),
+        }
+        for cls in np.unique(classes):
+            m = near & (classes == cls)
+            if m.any():
+                row[f"r {cls}"] = float(np.median(r[m]))
+        row["feed-forward sd / natural"] = float(np.median(ff / np.maximum(ff0, 1e-9)))
+        row["ConvLSTM sd / natural"] = float(np.median(lstm / np.maximum(lstm0, 1e-9)))
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run", help="a training run folder (best.safetensors)")
@@ -244,6 +313,7 @@ def main() -> None:
     parser.add_argument("--radius", type=float, default=12, help="degrees around the centre")
     parser.add_argument("--by-class", action="store_true", help="harmonics per cell class")
     parser.add_argument("--tf-sweep", action="store_true", help="only the drift-frequency sweep")
+    parser.add_argument("--sf-sweep", action="store_true", help="only the spatial-frequency sweep")
     args = parser.parse_args()
     torch.set_num_threads(1)
     session = open_cohort(args.data)[args.session]
@@ -254,6 +324,11 @@ def main() -> None:
     centre = (float(truth.rf_x.median()), float(truth.rf_y.median()))
     near = np.hypot(truth.rf_x - centre[0], truth.rf_y - centre[1]).to_numpy() <= args.radius
     classes = cell_classes(truth)
+    if args.sf_sweep:
+        rows = sf_sweep(model, sid, simulator, centre, classes, near)
+        print(pd.DataFrame(rows).round(3).to_string(index=False))
+        print(json.dumps({"run": args.run, "sf_sweep": rows}))
+        return
     if args.tf_sweep:
         rows, class_rows = tf_sweep(model, sid, simulator, centre, classes, near)
         print(pd.DataFrame(rows).round(3).to_string(index=False))
@@ -274,8 +349,7 @@ def main() -> None:
             shape = (len(clips), FRAMES - BURN_IN, -1)
             class_rows += by_class(name, true.reshape(shape), twin.reshape(shape), classes, near)
         sd_true, sd_twin = true.std(0), twin.std(0)
-        tc, wc = true - true.mean(0), twin - twin.mean(0)
-        r = (tc * wc).sum(0) / np.sqrt((tc**2).sum(0) * (wc**2).sum(0) + 1e-12)
+        r = traces_r(true, twin)
         core = inside_core(model, sid, clips)
         if name == "natural":
             reference = {"sd_true": sd_true, "ratio": sd_twin / np.maximum(sd_true, 1e-9), **core}

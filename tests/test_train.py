@@ -224,14 +224,28 @@ def test_optimizer_groups_scale_readout_and_perspective_learning_rates(sim_cohor
     from cortexfm.train.trainer import build_model, learning_rate_factor, make_optimizer
 
     cohort = open_cohort(sim_cohort)
-    config = _config("train.readout_lr_factor=4", "train.perspective_lr_factor=0.25")
+    config = _config(
+        "train.readout_lr_factor=4",
+        "train.perspective_lr_factor=0.25",
+        "train.feedforward_lr_factor=6",
+    )
     model = build_model(cohort, config)
     optimizer = make_optimizer(model, config)
     ids = {id(p): g["lr_scale"] for g in optimizer.param_groups for p in g["params"]}
     named = dict(model.named_parameters())
     assert len(ids) == len(named)  # every parameter exactly once
+    feedforward = [n for n in named if n.startswith("core.layers.")]
+    assert feedforward  # the core's convolutions are there to be scaled
     for name, p in named.items():
-        expected = 4 if ".readout." in name else 0.25 if ".perspective." in name else 1
+        expected = (
+            4
+            if ".readout." in name
+            else 0.25
+            if ".perspective." in name
+            else 6
+            if name in feedforward
+            else 1
+        )
         assert ids[id(p)] == expected, name
     assert learning_rate_factor(0, config) > 0
 

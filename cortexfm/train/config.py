@@ -52,6 +52,12 @@ class TrainConfig:
     # perspectives (eye and monitor pose) learn at lr x this: at full lr, Adam's steps made the
     # retinal image drift under the readouts and the visual pathway never settled
     perspective_lr_factor: float = 0.1
+    # the core's feed-forward convolutions (its first layers) learn at lr x this. Under Adam a
+    # layer's relative change per step is lr / its weights' scale, and the first layer (fan-in
+    # 49) has weights ~5x larger than the ConvLSTM's (fan-in 288): at factor 1 it barely moves
+    # from its random start (cosine 0.98 after 1,000 steps) while the layers after it adapt to
+    # it (the input layer of muP-style parametrisations learns faster for the same reason)
+    feedforward_lr_factor: float = 1.0
     weight_decay: float = 1e-4
     momentum: float = 0.9  # sgd only
     agc_clip: float = 0.05  # sgd only: adaptive gradient clipping factor

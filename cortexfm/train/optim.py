@@ -25,13 +25,22 @@ def learning_rate_factor(step: int, config: RunConfig) -> float:
 
 def make_optimizer(model: FoundationModel, config: RunConfig) -> torch.optim.Optimizer:
     """AdamW or SGD. Readouts learn at ``lr x readout_lr_factor``, perspectives at
-    ``lr x perspective_lr_factor`` (each group's ``lr_scale``; the schedule multiplies it)."""
+    ``lr x perspective_lr_factor``, the core's feed-forward layers at ``lr x
+    feedforward_lr_factor`` (each group's ``lr_scale``; the schedule multiplies it)."""
     t = config.train
-    scales = {"readout": t.readout_lr_factor, "perspective": t.perspective_lr_factor}
+    scales = {
+        "readout": t.readout_lr_factor,
+        "perspective": t.perspective_lr_factor,
+        "feedforward": t.feedforward_lr_factor,
+    }
     grouped: dict[str, list[torch.nn.Parameter]] = {"other": [], **{k: [] for k in scales}}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            kind = next((k for k in scales if f".{k}." in name), "other")
+            kind = (
+                "feedforward"  # its own group only when scaled: older checkpoints resume
+                if name.startswith("core.layers.") and t.feedforward_lr_factor != 1.0
+                else next((k for k in scales if f".{k}." in name), "other")
+            )
             grouped[kind].append(p)
     groups = [
         {"params": params, "lr": t.lr * scales.get(kind, 1.0), "lr_scale": scales.get(kind, 1.0)}
