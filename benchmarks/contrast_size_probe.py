@@ -31,7 +31,10 @@ the correlation of the traces (``r``, also per cell class) and inside the core t
 of the last feed-forward layer and of the ConvLSTM's output relative to natural movies (median
 over channels at the central half of the map). A twin whose ``gain`` falls with spatial
 frequency while its feed-forward layer still follows the grating has the finer structure in its
-features but does not read it out.
+features but does not read it out. ``r on unit`` / ``r between units`` split ``r`` by where
+each neuron's readout position lies on the feature map (the third nearest to a map unit, the
+third farthest): bilinear sampling between units averages features whose phase differs at
+high spatial frequency.
 
 ``--by-class`` adds, per cell class (the generator's ground truth), the grating conditions'
 response harmonics at each neuron's preferred direction (the truth's), over the last three
@@ -250,9 +253,22 @@ def traces_r(true: np.ndarray, twin: np.ndarray) -> np.ndarray:
     return (a * b).sum(0) / np.sqrt((a**2).sum(0) * (b**2).sum(0) + 1e-12)
 
 
+@torch.no_grad()
+def off_unit(model, sid: str) -> np.ndarray:
+    """Each neuron's readout distance from the nearest feature-map unit, in map units (0: on a
+    unit; 0.71: in the middle of four)."""
+    h, w = model.core.output_size(model.config.perspective.retina_size)
+    mu = model.session(sid).readout.positions(model.position_map).numpy()
+    x, y = (mu[:, 0] + 1) / 2 * (w - 1), (mu[:, 1] + 1) / 2 * (h - 1)
+    return np.hypot(x - np.round(x), y - np.round(y))
+
+
 def sf_sweep(model, sid: str, simulator, centre, classes, near) -> list:
     """Full-field gratings at contrast 0.3 and 2 Hz over spatial frequency (see the docstring)."""
     monitor = simulator.monitor
+    distance = off_unit(model, sid)
+    on_unit = near & (distance <= np.quantile(distance[near], 1 / 3))
+    between = near & (distance >= np.quantile(distance[near], 2 / 3))
     rng = np.random.default_rng(0)
 
     def run(clips: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -298,6 +314,8 @@ def sf_sweep(model, sid: str, simulator, centre, classes, near) -> list:
             m = near & (classes == cls)
             if m.any():
                 row[f"r {cls}"] = float(np.median(r[m]))
+        row["r on unit"] = float(np.median(r[on_unit]))
+        row["r between units"] = float(np.median(r[between]))
         row["feed-forward sd / natural"] = float(np.median(ff / np.maximum(ff0, 1e-9)))
         row["ConvLSTM sd / natural"] = float(np.median(lstm / np.maximum(lstm0, 1e-9)))
         rows.append(row)
