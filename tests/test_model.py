@@ -471,6 +471,7 @@ def test_divisive_normalization_keeps_the_channel_pattern_and_bounds_strong_inpu
         ("init", "gabor"),
         ("hidden_kernel", 1),
         ("front_end", "gabor_pyramid"),
+        ("fine_skip", True),
     ],
 )
 def test_a_core_variant_streams_in_chunks(override: tuple[str, str]):
@@ -636,3 +637,25 @@ def test_a_pyramid_core_keeps_orientations_apart_and_checks_its_groups():
         ModelConfig(core=CoreConfig(groups=3))
     with pytest.raises(ValueError, match="core.groups"):
         Core(CoreConfig(front_end="whiten", groups=4, channels=(16, 32)), 4)
+
+
+def test_fine_skip_reads_the_first_layer_beside_the_aligned_upsampled_core():
+    """``core.fine_skip``: the map is the first feed-forward layer's (18 x 32 on the cpu
+    retina), its channels the core's output plus that layer's; the coarse map's unit ``i``
+    lands on the fine map's unit ``2 i`` (aligned, not stretched)."""
+    from cortexfm.model.core import upsample_to
+
+    core = Core(CoreConfig(fine_skip=True), 4)
+    assert core.output_size((36, 64)) == (18, 32)
+    assert core.out_channels == CoreConfig().hidden + CoreConfig().channels[0]
+    retina = torch.randn(1, 3, 36, 64, generator=torch.Generator().manual_seed(0))
+    features, _ = core(retina, torch.zeros(1, 3, 4))
+    assert features.shape == (1, 3, core.out_channels, 18, 32)
+    first, _ = core._feedforward_layers(retina, None)
+    torch.testing.assert_close(features[:, :, CoreConfig().hidden :], first[0])
+    coarse = torch.randn(2, 3, 5, 9, 16)
+    fine = upsample_to(coarse, (18, 32))
+    torch.testing.assert_close(fine[..., ::2, ::2], coarse)
+    torch.testing.assert_close(
+        fine[..., 1:17:2, ::2], (coarse[..., :-1, :] + coarse[..., 1:, :]) / 2
+    )

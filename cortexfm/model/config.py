@@ -49,6 +49,11 @@ class CoreConfig:
     # V1 prior, still learned
     init: Literal["kaiming", "gabor"] = "kaiming"
     skip: bool = False  # readouts also see the feed-forward features beside the ConvLSTM's
+    # readouts also see the first feed-forward layer's output at its own, finer resolution,
+    # beside the core's output upsampled to it (cortexfm.model.core.Core.forward): a neuron
+    # between two units of the coarse map then reads features at its own position instead of
+    # the average of its neighbours', which cancels gratings finer than the map's spacing
+    fine_skip: bool = False
     hidden: int = 32  # ConvLSTM channels (the feature map the readouts sample)
     # behaviour (the modulation features) enters the ConvLSTM's gates, as in Wang et al. 2025;
     # false (the default): the core sees the stimulus only and behaviour acts through

@@ -13,7 +13,8 @@ a learned response to the local contrast (:class:`ContrastGain`).
 
 ``retina [batch, time, H, W]`` + ``modulation [batch, time, M]`` ->
 ``features [batch, time, C, h, w]`` (the ConvLSTM output, and with ``skip`` the last
-feed-forward layer's output concatenated along channels).
+feed-forward layer's output concatenated along channels). With ``fine_skip`` the map is the
+first feed-forward layer's (finer) one: those features, beside the rest upsampled to it.
 """
 
 from __future__ import annotations
@@ -275,12 +276,14 @@ class Core(nn.Module):
             self.out_channels = c_in
         else:
             self.out_channels = config.hidden + (c_in if config.skip else 0)
+        if config.fine_skip:
+            self.out_channels += config.channels[0]
 
     def output_size(self, retina_size: tuple[int, int]) -> tuple[int, int]:
         h, w = retina_size
         stride = self.front_end.stride
         h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
-        for layer in self.layers:
+        for layer in self.layers[:1] if self.config.fine_skip else self.layers:
             conv = layer.spatial
             k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
             h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
@@ -291,18 +294,27 @@ class Core(nn.Module):
     ) -> tuple[Tensor, list[Tensor]]:
         """``retina [batch, time, H, W]`` -> the last feed-forward layer's features
         ``[batch, time, C, h, w]`` (before any normalisation) and the new temporal buffers."""
+        outputs, new_buffers = self._feedforward_layers(retina, buffers)
+        return outputs[-1], new_buffers
+
+    def _feedforward_layers(
+        self, retina: Tensor, buffers: list[Tensor | None] | None
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Every feed-forward layer's output ``[batch, time, C_l, h_l, w_l]`` and the buffers."""
         x = self.front_end(retina.unsqueeze(2))  # [b, t, C, H, W]
-        new_buffers = []
+        outputs, new_buffers = [], []
         for layer, buffer in zip(self.layers, buffers or [None] * len(self.layers), strict=True):
             x, buffer = layer(x, buffer)
+            outputs.append(x)
             new_buffers.append(buffer)
-        return x, new_buffers
+        return outputs, new_buffers
 
     def forward(
         self, retina: Tensor, modulation: Tensor, state: CoreState | None = None
     ) -> tuple[Tensor, CoreState]:
         buffers, h, c = state if state is not None else (None, None, None)
-        x, new_buffers = self.feedforward(retina, buffers)
+        outputs, new_buffers = self._feedforward_layers(retina, buffers)
+        x = outputs[-1]
         if self.normalization is not None:
             x = self.normalization(x)
         if self.recurrent is not None:
@@ -313,4 +325,22 @@ class Core(nn.Module):
             else:
                 recurrent, h, c = self.recurrent(x, modulation, h, c)
             x = torch.cat([recurrent, x], dim=2) if self.config.skip else recurrent
+        if self.config.fine_skip:
+            x = torch.cat([upsample_to(x, outputs[0].shape[-2:]), outputs[0]], dim=2)
         return x, (new_buffers, h, c)
+
+
+def upsample_to(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """``x [b, t, C, h, w]`` -> ``[b, t, C, *size]``, bilinear, for a map ``size`` that a chain
+    of stride-2 convolutions reduced to ``h x w``: unit ``i`` of ``x`` lies on unit ``s i`` of
+    the finer map (``s = size / (h, w)``, rounded), so both maps stay aligned; beyond the last
+    coarse unit the edge value is kept."""
+    b, t, c, h, w = x.shape
+    rows = torch.arange(size[0], dtype=x.dtype, device=x.device) / round(size[0] / h)
+    cols = torch.arange(size[1], dtype=x.dtype, device=x.device) / round(size[1] / w)
+    grid_y, grid_x = torch.meshgrid(
+        rows / max(h - 1, 1) * 2 - 1, cols / max(w - 1, 1) * 2 - 1, indexing="ij"
+    )
+    grid = torch.stack([grid_x, grid_y], -1).expand(b * t, -1, -1, -1)
+    out = F.grid_sample(x.flatten(0, 1), grid, align_corners=True, padding_mode="border")
+    return out.unflatten(0, (b, t))
