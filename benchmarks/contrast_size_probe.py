@@ -247,6 +247,19 @@ def tf_sweep(model, sid: str, simulator, centre, classes, near) -> tuple[list, l
     return rows, class_rows
 
 
+def true_and_twin(model, sid: str, simulator, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``clips [stimuli, FRAMES, H, W]`` (grey levels) seen at rest with the eye centred ->
+    the simulator's noise-free rates and the twin's prediction, each ``[stimuli x time,
+    neurons]`` after the burn-in."""
+    frames = clips.reshape(-1, *clips.shape[2:])
+    rest = np.tile(RESTING_BEHAVIOR, (len(frames), 1))
+    true = simulator.rates(frames, rest, np.zeros((len(frames), 2)))
+    true = true.reshape(len(clips), FRAMES, -1)[:, BURN_IN:].reshape(-1, true.shape[-1])
+    behavior, pupil = (np.tile(x, (len(clips), FRAMES, 1)) for x in model.resting_inputs(sid))
+    twin, _ = model.predict(sid, clips.astype(np.float32), behavior, pupil)
+    return true, twin[:, BURN_IN:].reshape(-1, twin.shape[-1]).numpy()
+
+
 def traces_r(true: np.ndarray, twin: np.ndarray) -> np.ndarray:
     """Per-neuron correlation of ``[time, neurons]`` traces."""
     a, b = true - true.mean(0), twin - twin.mean(0)
@@ -272,13 +285,7 @@ def sf_sweep(model, sid: str, simulator, centre, classes, near) -> list:
     rng = np.random.default_rng(0)
 
     def run(clips: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        frames = clips.reshape(-1, *clips.shape[2:])
-        rest = np.tile(RESTING_BEHAVIOR, (len(frames), 1))
-        true = simulator.rates(frames, rest, np.zeros((len(frames), 2)))
-        true = true.reshape(len(clips), FRAMES, -1)[:, BURN_IN:].reshape(-1, true.shape[-1])
-        behavior, pupil = (np.tile(x, (len(clips), FRAMES, 1)) for x in model.resting_inputs(sid))
-        twin, _ = model.predict(sid, clips.astype(np.float32), behavior, pupil)
-        twin = twin[:, BURN_IN:].reshape(-1, twin.shape[-1]).numpy()
+        true, twin = true_and_twin(model, sid, simulator, clips)
         ff, lstm = core_traces(model, sid, clips)  # [clips, C, h, w, time]
         h, w = ff.shape[2:4]
         centre_sd = [
@@ -356,13 +363,7 @@ def main() -> None:
     videos = conditions(simulator.monitor, centre)
     rows, reference, class_rows = [], {}, []
     for name, clips in videos.items():
-        frames = clips.reshape(-1, *clips.shape[2:])
-        rest = np.tile(RESTING_BEHAVIOR, (len(frames), 1))
-        true = simulator.rates(frames, rest, np.zeros((len(frames), 2)))
-        true = true.reshape(len(clips), FRAMES, -1)[:, BURN_IN:].reshape(-1, true.shape[-1])
-        behavior, pupil = (np.tile(x, (len(clips), FRAMES, 1)) for x in model.resting_inputs(sid))
-        twin, _ = model.predict(sid, clips.astype(np.float32), behavior, pupil)
-        twin = twin[:, BURN_IN:].reshape(-1, twin.shape[-1]).numpy()
+        true, twin = true_and_twin(model, sid, simulator, clips)
         if args.by_class and name != "natural":
             shape = (len(clips), FRAMES - BURN_IN, -1)
             class_rows += by_class(name, true.reshape(shape), twin.reshape(shape), classes, near)
