@@ -60,6 +60,7 @@ import pandas as pd
 import torch
 
 from cortexfm.data import open_cohort
+from cortexfm.metrics import correlation
 from cortexfm.sim.behavior import RESTING_BEHAVIOR
 from cortexfm.sim.cohort import load_ground_truth, rebuild_simulator
 from cortexfm.stimuli import Monitor, drifting_gabor, natural_movie
@@ -260,12 +261,6 @@ def true_and_twin(model, sid: str, simulator, clips: np.ndarray) -> tuple[np.nda
     return true, twin[:, BURN_IN:].reshape(-1, twin.shape[-1]).numpy()
 
 
-def traces_r(true: np.ndarray, twin: np.ndarray) -> np.ndarray:
-    """Per-neuron correlation of ``[time, neurons]`` traces."""
-    a, b = true - true.mean(0), twin - twin.mean(0)
-    return (a * b).sum(0) / np.sqrt((a**2).sum(0) * (b**2).sum(0) + 1e-12)
-
-
 @torch.no_grad()
 def off_unit(model, sid: str) -> np.ndarray:
     """Each neuron's readout distance from the nearest feature-map unit, in map units (0: on a
@@ -309,20 +304,20 @@ def sf_sweep(model, sid: str, simulator, centre, classes, near) -> list:
         )
         true, twin, ff, lstm = run(clips)
         drive, response = true.std(0) / sd_true0, twin.std(0) / sd_twin0
-        r = traces_r(true, twin)
+        r = correlation(twin, true)
         row = {
             "cycles/deg": frequency,
             "drive": float(np.median(drive[near])),
             "twin": float(np.median(response[near])),
             "gain": float(np.median((response / np.maximum(drive, 1e-9))[near])),
-            "r": float(np.median(r[near])),
+            "r": float(np.nanmedian(r[near])),
         }
         for cls in np.unique(classes):
             m = near & (classes == cls)
             if m.any():
-                row[f"r {cls}"] = float(np.median(r[m]))
-        row["r on unit"] = float(np.median(r[on_unit]))
-        row["r between units"] = float(np.median(r[between]))
+                row[f"r {cls}"] = float(np.nanmedian(r[m]))
+        row["r on unit"] = float(np.nanmedian(r[on_unit]))
+        row["r between units"] = float(np.nanmedian(r[between]))
         row["feed-forward sd / natural"] = float(np.median(ff / np.maximum(ff0, 1e-9)))
         row["ConvLSTM sd / natural"] = float(np.median(lstm / np.maximum(lstm0, 1e-9)))
         rows.append(row)
@@ -368,7 +363,7 @@ def main() -> None:
             shape = (len(clips), FRAMES - BURN_IN, -1)
             class_rows += by_class(name, true.reshape(shape), twin.reshape(shape), classes, near)
         sd_true, sd_twin = true.std(0), twin.std(0)
-        r = traces_r(true, twin)
+        r = correlation(twin, true)
         core = inside_core(model, sid, clips)
         if name == "natural":
             reference = {"sd_true": sd_true, "ratio": sd_twin / np.maximum(sd_true, 1e-9), **core}
@@ -376,7 +371,7 @@ def main() -> None:
         rows.append(
             {
                 "condition": name,
-                "r": float(np.median(r[near])),
+                "r": float(np.nanmedian(r[near])),
                 "gain": float(np.median((ratio / reference["ratio"])[near])),
                 "drive": float(np.median((sd_true / reference["sd_true"])[near])),
                 "ff_rms": core["ff_rms"] / reference["ff_rms"],

@@ -28,20 +28,17 @@ def make_optimizer(model: FoundationModel, config: RunConfig) -> torch.optim.Opt
     ``lr x perspective_lr_factor``, the core's feed-forward layers at ``lr x
     feedforward_lr_factor`` (each group's ``lr_scale``; the schedule multiplies it)."""
     t = config.train
-    scales = {
-        "readout": t.readout_lr_factor,
-        "perspective": t.perspective_lr_factor,
-        "feedforward": t.feedforward_lr_factor,
-    }
+    scales = {"readout": t.readout_lr_factor, "perspective": t.perspective_lr_factor}
+    if t.feedforward_lr_factor != 1.0:  # its own group only when scaled: older checkpoints resume
+        scales["feedforward"] = t.feedforward_lr_factor
     grouped: dict[str, list[torch.nn.Parameter]] = {"other": [], **{k: [] for k in scales}}
     for name, p in model.named_parameters():
-        if p.requires_grad:
-            kind = (
-                "feedforward"  # its own group only when scaled: older checkpoints resume
-                if name.startswith("core.layers.") and t.feedforward_lr_factor != 1.0
-                else next((k for k in scales if f".{k}." in name), "other")
-            )
-            grouped[kind].append(p)
+        if not p.requires_grad:
+            continue
+        if "feedforward" in scales and name.startswith("core.layers."):
+            grouped["feedforward"].append(p)
+        else:
+            grouped[next((k for k in scales if f".{k}." in name), "other")].append(p)
     groups = [
         {"params": params, "lr": t.lr * scales.get(kind, 1.0), "lr_scale": scales.get(kind, 1.0)}
         for kind, params in grouped.items()
