@@ -55,13 +55,15 @@ def simulate(
     image_folder: str,
     lgn_c50: float | None = None,
 ) -> None:
-    """Mouse ``mouse`` of cohort ``name`` (the generator is ``subunit`` if the name says so;
-    its natural movies pan over ``image_folder``'s photographs when that folder exists, and
-    ``lgn_c50``, if given, sets its LGN contrast gain control)."""
+    """Mouse ``mouse`` of cohort ``name``. The generator is ``subunit`` if the name says so,
+    else ``gabor``. Natural movies pan over ``image_folder``'s photographs (when that folder
+    exists) for subunit cohorts and for any cohort whose name contains ``photo``; otherwise over
+    dead-leaves images. ``lgn_c50``, if given, sets a subunit cohort's LGN contrast gain control."""
     from cortexfm.sim import SimulationConfig, simulate_cohort
 
     generator = "subunit" if "subunit" in name else "gabor"
-    images = image_folder if generator == "subunit" and Path(image_folder).exists() else None
+    photos = generator == "subunit" or "photo" in name
+    images = image_folder if photos and Path(image_folder).exists() else None
     config = SimulationConfig(
         n_neurons=neurons, train_minutes=minutes, image_folder=images, generator=generator
     )
@@ -327,7 +329,11 @@ def main() -> None:
         default=0,
         help="also score the weights every N steps (a curve against training time)",
     )
-    parser.add_argument("--images", default=str(IMAGES), help="photographs for subunit movies")
+    parser.add_argument(
+        "--images",
+        default=str(IMAGES),
+        help="photographs for the natural movies of subunit and *photo* cohorts",
+    )
     parser.add_argument(
         "--collect", action="store_true", help="only tabulate the runs already in --out"
     )

@@ -589,6 +589,13 @@ def test_gabor_initialisation_makes_the_first_layer_orientation_selective():
     # the bank's size matches the average Kaiming draw's, so the activations' scale is kept
     norms = gabor.layers[0].spatial.weight.flatten(1).norm(dim=1)
     assert torch.allclose(norms, torch.full_like(norms, np.sqrt(2)), rtol=1e-4)
+    # init_gain scales the first layer's start only: the same draw, smaller
+    torch.manual_seed(0)
+    small = Core(CoreConfig(spatial_kernels=(11, 3), init_gain=0.1), 4)
+    torch.testing.assert_close(
+        small.layers[0].spatial.weight, 0.1 * kaiming.layers[0].spatial.weight
+    )
+    torch.testing.assert_close(small.layers[1].spatial.weight, kaiming.layers[1].spatial.weight)
 
 
 def test_the_gabor_pyramid_answers_each_grating_in_its_own_orientation_and_scale():

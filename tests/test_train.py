@@ -262,6 +262,21 @@ def test_readout_l1_shrinks_the_barcodes(sim_cohort: Path, tmp_path: Path):
     assert norms[1.0] < 0.9 * norms[0.0]
 
 
+def test_the_smoothness_prior_smooths_the_first_layer(sim_cohort: Path, tmp_path: Path):
+    """``train.first_layer_smoothness`` lowers the first kernels' Laplacian energy, and only
+    theirs is penalised: a kernel's roughness falls from its random start."""
+    from cortexfm.model.loss import smoothness_penalty
+
+    cohort = open_cohort(sim_cohort)
+    rough = {}
+    for gamma in (0.0, 1.0):
+        extra = ["train.max_steps=4", f"train.first_layer_smoothness={gamma}", "train.lr=0.03"]
+        train(cohort, _config(*extra), tmp_path / f"s_{gamma}", progress=False)
+        model = load_checkpoint(tmp_path / f"s_{gamma}" / "last.safetensors").model
+        rough[gamma] = float(smoothness_penalty(model.core.layers[0].spatial.weight))
+    assert rough[1.0] < 0.8 * rough[0.0]
+
+
 def test_a_checkpoint_older_than_the_behaviour_gain_loads_with_its_wiring(
     sim_cohort: Path, tmp_path: Path
 ):

@@ -48,6 +48,10 @@ class CoreConfig:
     # bank (cortexfm.model.core.gabor_bank; orientations x even/odd phase x two periods), the
     # V1 prior, still learned
     init: Literal["kaiming", "gabor"] = "kaiming"
+    # the first layer's spatial kernels start at this fraction of that scale. Below 1 what
+    # training learns outweighs the random start sooner (a kernel moves |dW|/|W0| ~ 0.2 in
+    # 1,000 steps at 1, so a random 7x7 draw otherwise stays the filter)
+    init_gain: float = 1.0
     skip: bool = False  # readouts also see the feed-forward features beside the ConvLSTM's
     # readouts also see the first feed-forward layer's output at its own, finer resolution,
     # beside the core's output upsampled to it (cortexfm.model.core.Core.forward): a neuron

@@ -33,7 +33,8 @@ CoreState = tuple[list[Tensor], Tensor | None, Tensor | None]
 
 class CausalConvLayer(nn.Module):
     """Spatial ``k x k`` convolution (stride s), then a causal temporal convolution, both in
-    ``groups`` channel groups (1: dense)."""
+    ``groups`` channel groups (1: dense). The spatial kernels start as a Kaiming draw (or a
+    Gabor bank) times ``init_gain``."""
 
     def __init__(
         self,
@@ -44,6 +45,7 @@ class CausalConvLayer(nn.Module):
         temporal: int,
         gabor: bool = False,
         groups: int = 1,
+        init_gain: float = 1.0,
     ) -> None:
         super().__init__()
         self.spatial = nn.Conv2d(
@@ -58,6 +60,8 @@ class CausalConvLayer(nn.Module):
             with torch.no_grad():
                 bank = gabor_bank(c_out, kernel) / np.sqrt(self.spatial.weight.shape[1])
                 self.spatial.weight.copy_(bank[:, None].expand_as(self.spatial.weight))
+        with torch.no_grad():
+            self.spatial.weight.mul_(init_gain)
 
     def forward(self, x: Tensor, buffer: Tensor | None) -> tuple[Tensor, Tensor]:
         """``x [batch, time, C, H, W]`` -> ``[batch, time, C', h, w]`` and the new buffer."""
@@ -250,8 +254,10 @@ class Core(nn.Module):
             config.temporal_kernels,
             strict=True,
         ):
-            gabor = config.init == "gabor" and not layers  # the first layer only
-            layers.append(CausalConvLayer(c_in, c_out, k, s, kt, gabor, config.groups))
+            first = not layers  # the init options act on the first layer only
+            gabor = config.init == "gabor" and first
+            gain = config.init_gain if first else 1.0
+            layers.append(CausalConvLayer(c_in, c_out, k, s, kt, gabor, config.groups, gain))
             c_in = c_out
         self.layers = nn.ModuleList(layers)
         self.normalization = (

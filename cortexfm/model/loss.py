@@ -16,6 +16,9 @@ arousal, unobserved state) cannot be fitted or mis-fitted there, so they drop ou
 gradient, which carries only what the stimulus does within the window. The remaining share
 (``1 - window_gain``) is the ordinary loss and fixes the absolute level. By the envelope
 theorem the gradient through the fitted factor is zero, so the factor is computed without one.
+
+:func:`smoothness_penalty` is a prior on convolution kernels, not a loss on responses: the
+Laplacian's energy relative to the kernels' own (Lurz et al. 2021's ``gamma_input``).
 """
 
 from __future__ import annotations
@@ -80,3 +83,17 @@ def _window_gain(p: Tensor, y: Tensor, valid: Tensor, loss: str) -> Tensor:
     else:
         gain = (y * p).sum(1, keepdim=True) / (p * p).sum(1, keepdim=True).clamp(min=_EPS)
     return gain.clamp(0.01, 100.0)
+
+
+_LAPLACE = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+
+
+def smoothness_penalty(weight: Tensor) -> Tensor:
+    """``sum ||laplace(w)||^2 / sum ||w||^2`` over the kernels ``weight [C_out, C_in, k, k]``
+    (zero-padded, so a smooth kernel also fades towards its edges): ~20 for white noise, ~2
+    for a Gabor of 6-pixel period in a 7x7 kernel; scale-free, so it shapes the kernels
+    without shrinking them."""
+    kernels = weight.flatten(0, 1).unsqueeze(1)  # [C_out * C_in, 1, k, k]
+    laplace = _LAPLACE.to(weight)[None, None]
+    rough = F.conv2d(kernels, laplace, padding=1).pow(2).sum()
+    return rough / weight.pow(2).sum().clamp(min=_EPS)

@@ -39,6 +39,10 @@ class TrainConfig:
     # L1 penalty on the barcodes, train.readout_l1 x (mean over neurons of sum_c |w_nc|), added
     # to the loss: each neuron reads few core channels (Lurz et al. 2021's feature regulariser)
     readout_l1: float = 0.0
+    # smoothness prior on the core's first spatial kernels: this x their Laplacian's energy
+    # relative to their own (cortexfm.model.loss.smoothness_penalty; Lurz et al. 2021's
+    # gamma_input), added to the loss once per step; 0: off
+    first_layer_smoothness: float = 0.0
     batches_per_step: int = 1  # global batches per optimizer step (split across DDP ranks)
     steps_per_epoch: int = 100  # validation, checkpoint and early-stopping interval
     max_steps: int = 2000

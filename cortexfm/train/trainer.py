@@ -34,7 +34,7 @@ from cortexfm.data.loader import TrainingWindows, WindowConfig
 from cortexfm.data.session import Session
 from cortexfm.data.statistics import Normalizer, check_response_sign, session_statistics
 from cortexfm.metrics import correlation
-from cortexfm.model.loss import response_loss
+from cortexfm.model.loss import response_loss, smoothness_penalty
 from cortexfm.model.network import FoundationModel, SessionInfo
 from cortexfm.train import distributed
 from cortexfm.train.checkpoint import (
@@ -334,6 +334,11 @@ class Trainer:
                 loss = loss + t.readout_l1 * barcodes.abs().sum(1).mean() / t.batches_per_step
             loss.backward()
             total += loss.detach()
+        if t.first_layer_smoothness > 0:  # once per step; each rank's share sums to one
+            kernels = self.model.core.layers[0].spatial.weight
+            prior = t.first_layer_smoothness * smoothness_penalty(kernels) / self.dist.world_size
+            prior.backward()
+            total += prior.detach()
         params = [p for p in self.model.parameters() if p.requires_grad]
         distributed.sum_gradients(params, self.dist)
         total = distributed.sum_scalar(total, self.dist)
