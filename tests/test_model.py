@@ -666,3 +666,29 @@ def test_fine_skip_reads_the_first_layer_beside_the_aligned_upsampled_core():
     torch.testing.assert_close(
         fine[..., 1:17:2, ::2], (coarse[..., :-1, :] + coarse[..., 1:, :]) / 2
     )
+
+
+def test_antialiased_layers_answer_a_fine_grating_the_same_at_every_phase():
+    """``core.antialias``: a grating finer than a strided layer's output spacing (period 3
+    pixels, stride 2) gives each unit a drive that varies little with the grating's phase;
+    without the blur pool the subsampled, aliased drive changes from phase to phase. The map's
+    size is unchanged."""
+    from cortexfm.model.core import CausalConvLayer
+
+    y, x = torch.meshgrid(torch.arange(36.0), torch.arange(64.0), indexing="ij")
+    variation = {}
+    for antialias in (False, True):
+        torch.manual_seed(0)
+        layer = CausalConvLayer(1, 16, 7, 2, 1, antialias=antialias)
+        outputs = []
+        for phase in np.linspace(0, 2 * np.pi, 8, endpoint=False):
+            grating = torch.cos(2 * np.pi * x / 3 + phase)[None, None, None]
+            with torch.no_grad():
+                out, _ = layer(grating, None)
+            assert out.shape[-2:] == (18, 32)
+            outputs.append(out[0, 0, :, 4:-4, 4:-4])
+        o = torch.stack(outputs)  # [phase, C, h, w]
+        variation[antialias] = float((o.std(0) / o.mean(0).abs().clamp(min=1e-6)).median())
+    assert variation[True] < 0.4 * variation[False]
+    core = Core(CoreConfig(antialias=True), 4)
+    assert core.output_size((36, 64)) == Core(CoreConfig(), 4).output_size((36, 64)) == (9, 16)

@@ -58,6 +58,10 @@ class CoreConfig:
     # between two units of the coarse map then reads features at its own position instead of
     # the average of its neighbours', which cancels gratings finer than the map's spacing
     fine_skip: bool = False
+    # each strided feed-forward layer convolves at full resolution, rectifies, then blurs and
+    # subsamples (cortexfm.model.core.blur_pool): drifting patterns finer than the map's spacing
+    # give a smooth, phase-invariant drive instead of an aliased one. Costs ~25 % more work
+    antialias: bool = False
     hidden: int = 32  # ConvLSTM channels (the feature map the readouts sample)
     # behaviour (the modulation features) enters the ConvLSTM's gates, as in Wang et al. 2025;
     # false (the default): the core sees the stimulus only and behaviour acts through

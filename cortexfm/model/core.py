@@ -34,7 +34,9 @@ CoreState = tuple[list[Tensor], Tensor | None, Tensor | None]
 class CausalConvLayer(nn.Module):
     """Spatial ``k x k`` convolution (stride s), then a causal temporal convolution, both in
     ``groups`` channel groups (1: dense). The spatial kernels start as a Kaiming draw (or a
-    Gabor bank) times ``init_gain``."""
+    Gabor bank) times ``init_gain``. With ``antialias`` the spatial convolution runs at full
+    resolution and its rectified output is blurred before it is subsampled (:func:`blur_pool`),
+    so the map's size is the same but finer patterns than its spacing are not aliased."""
 
     def __init__(
         self,
@@ -46,10 +48,18 @@ class CausalConvLayer(nn.Module):
         gabor: bool = False,
         groups: int = 1,
         init_gain: float = 1.0,
+        antialias: bool = False,
     ) -> None:
         super().__init__()
+        self.stride = stride
+        self.antialias = antialias and stride > 1
         self.spatial = nn.Conv2d(
-            c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups
+            c_in,
+            c_out,
+            kernel,
+            stride=1 if self.antialias else stride,
+            padding=kernel // 2,
+            groups=groups,
         )
         self.temporal = nn.Conv3d(c_out, c_out, (temporal, 1, 1), groups=groups)
         self.history = temporal - 1
@@ -67,12 +77,26 @@ class CausalConvLayer(nn.Module):
         """``x [batch, time, C, H, W]`` -> ``[batch, time, C', h, w]`` and the new buffer."""
         b, t = x.shape[:2]
         y = F.gelu(self.spatial(x.flatten(0, 1)))
+        if self.antialias:
+            y = blur_pool(y, self.stride)
         y = y.unflatten(0, (b, t)).transpose(1, 2)  # [b, C', t, h, w]
         if buffer is None:
             buffer = y.new_zeros(b, y.shape[1], self.history, *y.shape[-2:])
         padded = torch.cat([buffer, y], dim=2)
         out = F.gelu(self.temporal(padded)).transpose(1, 2)
         return out, padded[:, :, padded.shape[2] - self.history :]
+
+
+def blur_pool(x: Tensor, stride: int) -> Tensor:
+    """``x [n, C, H, W]`` -> ``[n, C, ceil(H / s), ceil(W / s)]``: each channel blurred with the
+    binomial kernel ``[1, 2, 1] / 4`` (outer product; edges replicated), then every ``s``-th
+    unit kept (Zhang 2019, "Making convolutional networks shift-invariant again"). Rectifying
+    before this pooling keeps the energy of patterns finer than the output's spacing, as a
+    complex cell's pooling does, instead of aliasing them to coarser, wrong-direction ones."""
+    c = x.shape[1]
+    taps = x.new_tensor([1.0, 2.0, 1.0]) / 4
+    kernel = (taps[:, None] * taps[None, :]).expand(c, 1, 3, 3)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, stride=stride, groups=c)
 
 
 def gabor_bank(c_out: int, kernel: int) -> Tensor:
@@ -257,7 +281,9 @@ class Core(nn.Module):
             first = not layers  # the init options act on the first layer only
             gabor = config.init == "gabor" and first
             gain = config.init_gain if first else 1.0
-            layers.append(CausalConvLayer(c_in, c_out, k, s, kt, gabor, config.groups, gain))
+            layers.append(
+                CausalConvLayer(c_in, c_out, k, s, kt, gabor, config.groups, gain, config.antialias)
+            )
             c_in = c_out
         self.layers = nn.ModuleList(layers)
         self.normalization = (
@@ -290,8 +316,8 @@ class Core(nn.Module):
         stride = self.front_end.stride
         h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
         for layer in self.layers[:1] if self.config.fine_skip else self.layers:
-            conv = layer.spatial
-            k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+            conv = layer.spatial  # with antialias the blur pool keeps the same size
+            k, s, p = conv.kernel_size[0], layer.stride, conv.padding[0]
             h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
         return h, w
 
