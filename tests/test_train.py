@@ -250,31 +250,37 @@ def test_optimizer_groups_scale_readout_and_perspective_learning_rates(sim_cohor
     assert learning_rate_factor(0, config) > 0
 
 
-def test_readout_l1_shrinks_the_barcodes(sim_cohort: Path, tmp_path: Path):
-    cohort = open_cohort(sim_cohort)
-    norms = {}
-    for l1 in (0.0, 1.0):
-        extra = ["train.max_steps=4", f"train.readout_l1={l1}", "train.lr=0.03"]
-        train(cohort, _config(*extra), tmp_path / f"l1_{l1}", progress=False)
-        model = load_checkpoint(tmp_path / f"l1_{l1}" / "last.safetensors").model
-        barcodes = model.session(cohort[0].session_id).readout.weight.detach()
-        norms[l1] = float(barcodes.abs().sum(1).mean())
-    assert norms[1.0] < 0.9 * norms[0.0]
+def _barcode_l1(model, cohort) -> float:
+    barcodes = model.session(cohort[0].session_id).readout.weight.detach()
+    return float(barcodes.abs().sum(1).mean())
 
 
-def test_the_smoothness_prior_smooths_the_first_layer(sim_cohort: Path, tmp_path: Path):
-    """``train.first_layer_smoothness`` lowers the first kernels' Laplacian energy, and only
-    theirs is penalised: a kernel's roughness falls from its random start."""
+def _first_layer_roughness(model, cohort) -> float:
     from cortexfm.model.loss import smoothness_penalty
 
+    return float(smoothness_penalty(model.core.layers[0].spatial.weight))
+
+
+@pytest.mark.parametrize(
+    "option, measure, factor",
+    [
+        ("readout_l1", _barcode_l1, 0.9),
+        ("first_layer_smoothness", _first_layer_roughness, 0.8),
+    ],
+)
+def test_a_regulariser_shrinks_what_it_penalises(
+    sim_cohort: Path, tmp_path: Path, option, measure, factor
+):
+    """``train.readout_l1`` shrinks the barcodes' L1 norm; ``train.first_layer_smoothness``
+    lowers the first kernels' Laplacian energy from their random start."""
     cohort = open_cohort(sim_cohort)
-    rough = {}
-    for gamma in (0.0, 1.0):
-        extra = ["train.max_steps=4", f"train.first_layer_smoothness={gamma}", "train.lr=0.03"]
-        train(cohort, _config(*extra), tmp_path / f"s_{gamma}", progress=False)
-        model = load_checkpoint(tmp_path / f"s_{gamma}" / "last.safetensors").model
-        rough[gamma] = float(smoothness_penalty(model.core.layers[0].spatial.weight))
-    assert rough[1.0] < 0.8 * rough[0.0]
+    values = {}
+    for weight in (0.0, 1.0):
+        extra = ["train.max_steps=4", f"train.{option}={weight}", "train.lr=0.03"]
+        train(cohort, _config(*extra), tmp_path / f"{option}_{weight}", progress=False)
+        model = load_checkpoint(tmp_path / f"{option}_{weight}" / "last.safetensors").model
+        values[weight] = measure(model, cohort)
+    assert values[1.0] < factor * values[0.0]
 
 
 def test_a_checkpoint_older_than_the_behaviour_gain_loads_with_its_wiring(
