@@ -258,7 +258,7 @@ def _barcode_l1(model, cohort) -> float:
 def _first_layer_roughness(model, cohort) -> float:
     from cortexfm.model.loss import smoothness_penalty
 
-    return float(smoothness_penalty(model.core.layers[0].spatial.weight))
+    return float(smoothness_penalty(model.core.layers[0].spatial.weight.detach()))
 
 
 @pytest.mark.parametrize(
