@@ -66,11 +66,10 @@ class CausalConvLayer(nn.Module):
         for conv in (self.spatial, self.temporal):  # variance-preserving through the GELUs
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
             nn.init.zeros_(conv.bias)
-        if gabor:  # the spatial kernels start as an oriented bank, the same on every input
-            with torch.no_grad():
+        with torch.no_grad():
+            if gabor:  # the spatial kernels start as an oriented bank, the same on every input
                 bank = gabor_bank(c_out, kernel) / np.sqrt(self.spatial.weight.shape[1])
                 self.spatial.weight.copy_(bank[:, None].expand_as(self.spatial.weight))
-        with torch.no_grad():
             self.spatial.weight.mul_(init_gain)
 
     def forward(self, x: Tensor, buffer: Tensor | None) -> tuple[Tensor, Tensor]:
