@@ -472,6 +472,7 @@ def test_divisive_normalization_keeps_the_channel_pattern_and_bounds_strong_inpu
         ("hidden_kernel", 1),
         ("front_end", "gabor_pyramid"),
         ("fine_skip", True),
+        ("linear_channels", 3),
     ],
 )
 def test_a_core_variant_streams_in_chunks(override: tuple[str, str]):
@@ -658,7 +659,7 @@ def test_fine_skip_reads_the_first_layer_beside_the_aligned_upsampled_core():
     retina = torch.randn(1, 3, 36, 64, generator=torch.Generator().manual_seed(0))
     features, _ = core(retina, torch.zeros(1, 3, 4))
     assert features.shape == (1, 3, core.out_channels, 18, 32)
-    first, _ = core._feedforward_layers(retina, None)
+    first, _ = core._feedforward_layers(core._front(retina), None)
     torch.testing.assert_close(features[:, :, CoreConfig().hidden :], first[0])
     coarse = torch.randn(2, 3, 5, 9, 16)
     fine = upsample_to(coarse, (18, 32))
@@ -666,6 +667,29 @@ def test_fine_skip_reads_the_first_layer_beside_the_aligned_upsampled_core():
     torch.testing.assert_close(
         fine[..., 1:17:2, ::2], (coarse[..., :-1, :] + coarse[..., 1:, :]) / 2
     )
+
+
+def test_the_linear_pathway_is_signed_and_linear_in_the_retina():
+    """``core.linear_channels``: the last channels of the map (the first layer's, 18 x 32 on the
+    cpu retina) are a linear function of the retina: doubling the input doubles them (minus
+    the bias), and a contrast-reversed input flips their sign around the bias; the core's own
+    channels, rectified, do not."""
+    core = Core(CoreConfig(linear_channels=4), 4).eval()
+    assert core.output_size((36, 64)) == (18, 32)
+    assert core.out_channels == CoreConfig().hidden + 4
+    retina = torch.randn(1, 9, 36, 64, generator=torch.Generator().manual_seed(0))
+    modulation = torch.zeros(1, 9, 4)
+    with torch.no_grad():
+        features, _ = core(retina, modulation)
+        zero, _ = core(torch.zeros_like(retina), modulation)
+        double, _ = core(2 * retina, modulation)
+        flipped, _ = core(-retina, modulation)
+    assert features.shape == (1, 9, core.out_channels, 18, 32)
+    linear, bias = features[:, :, -4:], zero[:, :, -4:]
+    torch.testing.assert_close(double[:, :, -4:] - bias, 2 * (linear - bias), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(flipped[:, :, -4:] - bias, -(linear - bias), atol=1e-4, rtol=1e-4)
+    rectified = features[:, :, :-4] - zero[:, :, :-4]
+    assert not torch.allclose(flipped[:, :, :-4] - zero[:, :, :-4], -rectified, atol=1e-3)
 
 
 def test_antialiased_layers_answer_a_fine_grating_the_same_at_every_phase():

@@ -58,6 +58,14 @@ class CoreConfig:
     # between two units of the coarse map then reads features at its own position instead of
     # the average of its neighbours', which cancels gratings finer than the map's spacing
     fine_skip: bool = False
+    # a linear pathway beside the core: this many causal spatiotemporal filters of the retina
+    # with no rectification (``linear_kernel`` pixels square, ``linear_temporal`` frames), at the
+    # first layer's resolution; readouts read them beside the core's output (upsampled to that
+    # map), so each neuron's log-rate can hold a signed, phase-sensitive linear term, as a simple
+    # cell's does (cortexfm.model.core.Core). 0: off
+    linear_channels: int = 0
+    linear_kernel: int = 9
+    linear_temporal: int = 7
     # each strided feed-forward layer convolves at full resolution, rectifies, then blurs and
     # subsamples (cortexfm.model.core.blur_pool): drifting patterns finer than the map's spacing
     # give a smooth, phase-invariant drive instead of an aliased one. Costs ~25 % more work
@@ -154,7 +162,12 @@ class ModelConfig:
             raise ValueError(
                 f"core.groups={c.groups} must be >= 1 and divide every core.channels {c.channels}"
             )
-        for name in ("recurrent_kernel", "hidden_kernel"):
+        if c.linear_channels < 0 or c.linear_temporal < 1:
+            raise ValueError(
+                "core.linear_channels must be >= 0 and core.linear_temporal >= 1, got "
+                f"{c.linear_channels}, {c.linear_temporal}"
+            )
+        for name in ("recurrent_kernel", "hidden_kernel", "linear_kernel"):
             k = getattr(c, name)
             if k < 1 or k % 2 == 0:
                 raise ValueError(f"core.{name} must be an odd number >= 1, got {k}")

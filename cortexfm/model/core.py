@@ -15,6 +15,8 @@ a learned response to the local contrast (:class:`ContrastGain`).
 ``features [batch, time, C, h, w]`` (the ConvLSTM output, and with ``skip`` the last
 feed-forward layer's output concatenated along channels). With ``fine_skip`` the map is the
 first feed-forward layer's (finer) one: those features, beside the rest upsampled to it.
+With ``linear_channels`` a linear (unrectified) causal filter bank of the retina is
+concatenated last, on that finer map too (its temporal buffer follows the layers' in the state).
 """
 
 from __future__ import annotations
@@ -49,9 +51,11 @@ class CausalConvLayer(nn.Module):
         groups: int = 1,
         init_gain: float = 1.0,
         antialias: bool = False,
+        rectify: bool = True,
     ) -> None:
         super().__init__()
         self.stride = stride
+        self.rectify = rectify
         self.antialias = antialias and stride > 1
         self.spatial = nn.Conv2d(
             c_in,
@@ -75,14 +79,16 @@ class CausalConvLayer(nn.Module):
     def forward(self, x: Tensor, buffer: Tensor | None) -> tuple[Tensor, Tensor]:
         """``x [batch, time, C, H, W]`` -> ``[batch, time, C', h, w]`` and the new buffer."""
         b, t = x.shape[:2]
-        y = F.gelu(self.spatial(x.flatten(0, 1)))
+        y = self.spatial(x.flatten(0, 1))
+        y = F.gelu(y) if self.rectify else y
         if self.antialias:
             y = blur_pool(y, self.stride)
         y = y.unflatten(0, (b, t)).transpose(1, 2)  # [b, C', t, h, w]
         if buffer is None:
             buffer = y.new_zeros(b, y.shape[1], self.history, *y.shape[-2:])
         padded = torch.cat([buffer, y], dim=2)
-        out = F.gelu(self.temporal(padded)).transpose(1, 2)
+        out = self.temporal(padded)
+        out = (F.gelu(out) if self.rectify else out).transpose(1, 2)
         return out, padded[:, :, padded.shape[2] - self.history :]
 
 
@@ -309,12 +315,24 @@ class Core(nn.Module):
             self.out_channels = config.hidden + (c_in if config.skip else 0)
         if config.fine_skip:
             self.out_channels += config.channels[0]
+        self.linear = None
+        if config.linear_channels:  # a signed pathway: no rectification anywhere
+            self.linear = CausalConvLayer(
+                self.front_end.channels,
+                config.linear_channels,
+                config.linear_kernel,
+                config.strides[0],
+                config.linear_temporal,
+                rectify=False,
+            )
+            self.out_channels += config.linear_channels
 
     def output_size(self, retina_size: tuple[int, int]) -> tuple[int, int]:
         h, w = retina_size
         stride = self.front_end.stride
         h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
-        for layer in self.layers[:1] if self.config.fine_skip else self.layers:
+        fine = self.config.fine_skip or self.linear is not None  # the first layer's map
+        for layer in self.layers[:1] if fine else self.layers:
             conv = layer.spatial  # with antialias the blur pool keeps the same size
             k, s, p = conv.kernel_size[0], layer.stride, conv.padding[0]
             h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
@@ -325,14 +343,18 @@ class Core(nn.Module):
     ) -> tuple[Tensor, list[Tensor]]:
         """``retina [batch, time, H, W]`` -> the last feed-forward layer's features
         ``[batch, time, C, h, w]`` (before any normalisation) and the new temporal buffers."""
-        outputs, new_buffers = self._feedforward_layers(retina, buffers)
+        outputs, new_buffers = self._feedforward_layers(self._front(retina), buffers)
         return outputs[-1], new_buffers
 
+    def _front(self, retina: Tensor) -> Tensor:
+        """``retina [batch, time, H, W]`` -> the front end's ``[batch, time, C, H', W']``."""
+        return self.front_end(retina.unsqueeze(2))
+
     def _feedforward_layers(
-        self, retina: Tensor, buffers: list[Tensor | None] | None
+        self, x: Tensor, buffers: list[Tensor | None] | None
     ) -> tuple[list[Tensor], list[Tensor]]:
-        """Every feed-forward layer's output ``[batch, time, C_l, h_l, w_l]`` and the buffers."""
-        x = self.front_end(retina.unsqueeze(2))  # [b, t, C, H, W]
+        """The front end's output ``x`` -> every feed-forward layer's ``[batch, time, C_l, h_l,
+        w_l]`` and the buffers."""
         outputs, new_buffers = [], []
         for layer, buffer in zip(self.layers, buffers or [None] * len(self.layers), strict=True):
             x, buffer = layer(x, buffer)
@@ -344,7 +366,10 @@ class Core(nn.Module):
         self, retina: Tensor, modulation: Tensor, state: CoreState | None = None
     ) -> tuple[Tensor, CoreState]:
         buffers, h, c = state if state is not None else (None, None, None)
-        outputs, new_buffers = self._feedforward_layers(retina, buffers)
+        n = len(self.layers)  # the linear pathway's buffer, if any, comes after the layers'
+        linear_buffer = buffers[n] if buffers is not None and self.linear is not None else None
+        front = self._front(retina)
+        outputs, new_buffers = self._feedforward_layers(front, buffers[:n] if buffers else None)
         x = outputs[-1]
         if self.normalization is not None:
             x = self.normalization(x)
@@ -358,6 +383,12 @@ class Core(nn.Module):
             x = torch.cat([recurrent, x], dim=2) if self.config.skip else recurrent
         if self.config.fine_skip:
             x = torch.cat([upsample_to(x, outputs[0].shape[-2:]), outputs[0]], dim=2)
+        if self.linear is not None:
+            linear, linear_buffer = self.linear(front, linear_buffer)
+            if x.shape[-2:] != linear.shape[-2:]:
+                x = upsample_to(x, linear.shape[-2:])
+            x = torch.cat([x, linear], dim=2)
+            new_buffers = [*new_buffers, linear_buffer]
         return x, (new_buffers, h, c)
 
 
