@@ -8,7 +8,7 @@
 # every out-of-distribution family and in-silico tuning against the generator's truth, as
 # benchmarks/ood_generalisation.py does (on 2026-12-04 the paper run's scoring had not finished
 # when the 540 s ran out; the cpu run's had).
-#   OUT=/some/folder bash benchmarks/gpu_check.sh [TRAIN_MINUTES]
+#   OUT=/some/folder [VARIANTS=cpu,paper,v1pyr] bash benchmarks/gpu_check.sh [TRAIN_MINUTES]
 # Writes $OUT/<cohort>-<variant>.json (one per finished run, copied as soon as it exists),
 # $OUT/summary.csv and $OUT/log.txt.
 # SCALE=smoke: the same pipeline on a CPU in about 10 minutes (2 mice x 40 neurons, 20 steps, the
@@ -24,6 +24,18 @@ if [ "${SCALE:-full}" = smoke ]; then
 else
     SIZE="--mice 4 --neurons 500 --sim-minutes 20"; STEPS=1000; PAPER_STEPS=700; THREADS=6; PAPER=paper
 fi
+# the runs: VARIANTS=cpu,paper (default), or any of cpu, paper, v1pyr (the fixed Gabor-pyramid
+# front end of model.core.front_end=gabor_pyramid, cpu preset otherwise)
+VARIANTS_LIST=${VARIANTS:-cpu,paper}
+VARIANTS=()
+for v in ${VARIANTS_LIST//,/ }; do
+    case $v in
+        cpu) VARIANTS+=(--variant "cpu=") ;;
+        paper) VARIANTS+=(--variant "paper=preset=$PAPER,train.lr=0.001,train.max_steps=$PAPER_STEPS") ;;
+        v1pyr) VARIANTS+=(--variant "v1pyr=model.core.front_end=gabor_pyramid,model.core.groups=8,model.core.channels=32;32,model.core.spatial_kernels=3;3,model.core.strides=2;1,model.core.skip=true") ;;
+        *) echo "unknown variant $v (cpu, paper, v1pyr)"; exit 2 ;;
+    esac
+done
 WORK=${WORK:-/tmp/cortexfm_gpu}
 mkdir -p "$OUT" "$WORK"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
@@ -39,8 +51,7 @@ COPIER=$!
 # shellcheck disable=SC2086
 timeout "${TIMEOUT:-540}" python3 benchmarks/ood_generalisation.py --simulate --jobs 4 \
     --threads "$THREADS" $SIZE --steps "$STEPS" --cohort gabor="$WORK/gabor" \
-    --variant "cpu=" \
-    --variant "paper=preset=$PAPER,train.lr=0.001,train.max_steps=$PAPER_STEPS" \
+    "${VARIANTS[@]}" \
     --minutes "$MINUTES" --out "$WORK/runs" 2>&1 \
     | grep --line-buffered -v -E "statistics|it/s\]" | tee "$OUT/log.txt"
 kill "$COPIER" 2>/dev/null
