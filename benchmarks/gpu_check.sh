@@ -22,8 +22,12 @@ MINUTES=${1:-3}
 if [ "${SCALE:-full}" = smoke ]; then
     SIZE="--mice 2 --neurons 40 --sim-minutes 1"; STEPS=20; PAPER_STEPS=10; THREADS=1; PAPER=tiny
 else
-    SIZE="--mice 4 --neurons 500 --sim-minutes 20"; STEPS=1000; PAPER_STEPS=700; THREADS=6; PAPER=paper
+    SIZE="--mice ${MICE:-4} --neurons ${NEURONS:-500} --sim-minutes ${SIM_MINUTES:-20}"
+    STEPS=1000; PAPER_STEPS=${PAPER_STEPS:-700}; THREADS=6; PAPER=paper
 fi
+# INSILICO=0 scores the out-of-distribution families only (no in-silico tuning): faster
+EXTRA=()
+[ "${INSILICO:-1}" = 0 ] && EXTRA+=(--no-insilico)
 # the runs: VARIANTS=cpu,paper (default), or any of cpu, paper, v1pyr (the fixed Gabor-pyramid
 # front end of model.core.front_end=gabor_pyramid, cpu preset otherwise)
 VARIANTS_LIST=${VARIANTS:-cpu,paper}
@@ -32,8 +36,9 @@ for v in ${VARIANTS_LIST//,/ }; do
     case $v in
         cpu) VARIANTS+=(--variant "cpu=") ;;
         paper) VARIANTS+=(--variant "paper=preset=$PAPER,train.lr=0.001,train.max_steps=$PAPER_STEPS") ;;
+        paper_nobn) VARIANTS+=(--variant "paper_nobn=preset=$PAPER,train.lr=0.001,train.max_steps=$PAPER_STEPS,model.core.batch_norm=false") ;;
         v1pyr) VARIANTS+=(--variant "v1pyr=model.core.front_end=gabor_pyramid,model.core.groups=8,model.core.channels=32;32,model.core.spatial_kernels=3;3,model.core.strides=2;1,model.core.skip=true") ;;
-        *) echo "unknown variant $v (cpu, paper, v1pyr)"; exit 2 ;;
+        *) echo "unknown variant $v (cpu, paper, paper_nobn, v1pyr)"; exit 2 ;;
     esac
 done
 WORK=${WORK:-/tmp/cortexfm_gpu}
@@ -51,7 +56,7 @@ COPIER=$!
 # shellcheck disable=SC2086
 timeout "${TIMEOUT:-540}" python3 benchmarks/ood_generalisation.py --simulate --jobs 4 \
     --threads "$THREADS" $SIZE --steps "$STEPS" --cohort gabor="$WORK/gabor" \
-    "${VARIANTS[@]}" \
+    "${VARIANTS[@]}" "${EXTRA[@]}" \
     --minutes "$MINUTES" --out "$WORK/runs" 2>&1 \
     | grep --line-buffered -v -E "statistics|it/s\]" | tee "$OUT/log.txt"
 kill "$COPIER" 2>/dev/null

@@ -473,6 +473,7 @@ def test_divisive_normalization_keeps_the_channel_pattern_and_bounds_strong_inpu
         ("front_end", "gabor_pyramid"),
         ("fine_skip", True),
         ("linear_channels", 3),
+        ("batch_norm", True),
     ],
 )
 def test_a_core_variant_streams_in_chunks(override: tuple[str, str]):
@@ -486,6 +487,56 @@ def test_a_core_variant_streams_in_chunks(override: tuple[str, str]):
     whole, _ = model.predict("a", video, behavior, pupil, chunk=1000)
     chunked, _ = model.predict("a", video, behavior, pupil, chunk=7)
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_batch_norm_standardises_in_training_and_a_frozen_core_keeps_its_statistics():
+    """``core.batch_norm``: batch statistics while the core learns, running averages at test
+    and whenever the core is frozen (transfer), so adapting a new mouse never moves the core."""
+    from cortexfm.model.core import FeatureBatchNorm
+
+    torch.manual_seed(0)
+    norm = FeatureBatchNorm(4)
+    x = torch.randn(3, 10, 4, 5, 6) * torch.tensor([1.0, 5.0, 0.2, 30.0])[:, None, None] + 7
+    y = norm(x)  # training: each channel standardised over batch, time and space
+    per_channel = y.transpose(0, 2).flatten(1)
+    torch.testing.assert_close(per_channel.mean(1), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(per_channel.std(1, unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
+    assert not torch.allclose(norm.running_mean, torch.zeros(4))  # the averages moved
+    # frozen (no gradients), still in training mode: running averages used, and kept
+    for p in norm.parameters():
+        p.requires_grad_(False)
+    before = norm.running_mean.clone(), norm.running_var.clone()
+    frozen = norm(x)
+    torch.testing.assert_close(norm.running_mean, before[0])
+    torch.testing.assert_close(norm.running_var, before[1])
+    torch.testing.assert_close(frozen, norm.eval()(x))
+    # at test the map is affine per channel: twice the contrast, twice the deviation
+    centred = x - x.mean(dim=(0, 1, 3, 4), keepdim=True)
+    torch.testing.assert_close(
+        norm(centred * 2) - norm(centred * 0), 2 * (norm(centred) - norm(centred * 0))
+    )
+
+
+def test_a_batch_norm_core_survives_a_checkpoint(tmp_path):
+    from cortexfm.train.checkpoint import load_checkpoint, save_checkpoint
+
+    config = preset("tiny")
+    config.core.batch_norm = True
+    rng = np.random.default_rng(0)
+    infos = [SessionInfo("a", np.arange(30), rng.normal(size=(30, 3)), _normalizer(30))]
+    model = FoundationModel(config, infos)
+    video, behavior, pupil = _inputs(2, 20)
+    norm = model.session("a").normalization
+    model("a", *norm.inputs(video, behavior, pupil))  # training mode: statistics move
+    assert model.core.batch_norm.running_mean.abs().sum() > 0
+    save_checkpoint(tmp_path / "m.safetensors", model, RunConfig(model=config))
+    loaded = load_checkpoint(tmp_path / "m.safetensors", "cpu").model
+    torch.testing.assert_close(
+        loaded.core.batch_norm.running_var, model.core.batch_norm.running_var
+    )
+    a, _ = model.predict("a", video, behavior, pupil)
+    b, _ = loaded.predict("a", video, behavior, pupil)
+    torch.testing.assert_close(a, b)
 
 
 def test_contrast_gain_gives_the_convlstm_unit_contrast_and_scales_its_output_back():

@@ -184,6 +184,31 @@ class ContrastGain(nn.Module):
         return h * amplitude / (amplitude + semisaturation)
 
 
+class FeatureBatchNorm(nn.BatchNorm3d):
+    """Batch normalisation of features ``[batch, time, C, h, w]``, per channel.
+
+    In training it standardises each channel by the batch's statistics and keeps their running
+    averages; at test (``eval()``) it is a fixed affine map per channel, so a stimulus's
+    contrast still reaches what follows and a video streams in chunks exactly. A frozen one
+    (its weights without gradients: a transferred core) uses its running averages in training
+    too, so adapting to a new mouse never changes the shared core.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        batch_statistics = self.training and self.weight.requires_grad
+        y = F.batch_norm(
+            x.transpose(1, 2),
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            batch_statistics,
+            self.momentum if self.momentum is not None else 0.1,
+            self.eps,
+        )
+        return y.transpose(1, 2)
+
+
 class ConvLSTM(nn.Module):
     """A convolutional LSTM; the input convolution runs for all frames at once.
 
@@ -297,6 +322,7 @@ class Core(nn.Module):
         self.contrast_gain = (
             ContrastGain(config.hidden) if config.normalization == "contrast_gain" else None
         )
+        self.batch_norm = FeatureBatchNorm(c_in) if config.batch_norm else None
         self.recurrent = (
             ConvLSTM(
                 c_in,
@@ -373,6 +399,8 @@ class Core(nn.Module):
         x = outputs[-1]
         if self.normalization is not None:
             x = self.normalization(x)
+        if self.batch_norm is not None:
+            x = self.batch_norm(x)
         if self.recurrent is not None:
             if self.contrast_gain is not None:
                 pattern, amplitude = self.contrast_gain.split(x)
