@@ -92,8 +92,6 @@ def saturation(model, session, trial_id: int) -> dict:
     out = {"input_p99": float(torch.quantile(retina.abs().flatten()[::7], 0.99))}
     if core.normalization is not None:  # model.core.normalization=divisive
         h = core.normalization(h)
-    if core.batch_norm is not None:  # model.core.batch_norm=true
-        h = core.batch_norm(h)
     if core.contrast_gain is not None:  # model.core.normalization=contrast_gain
         h, _ = core.contrast_gain.split(h)
     if core.recurrent is not None:

@@ -528,11 +528,11 @@ def test_a_batch_norm_core_survives_a_checkpoint(tmp_path):
     video, behavior, pupil = _inputs(2, 20)
     norm = model.session("a").normalization
     model("a", *norm.inputs(video, behavior, pupil))  # training mode: statistics move
-    assert model.core.batch_norm.running_mean.abs().sum() > 0
+    assert model.core.recurrent.input_norm.running_mean.abs().sum() > 0
     save_checkpoint(tmp_path / "m.safetensors", model, RunConfig(model=config))
     loaded = load_checkpoint(tmp_path / "m.safetensors", "cpu").model
     torch.testing.assert_close(
-        loaded.core.batch_norm.running_var, model.core.batch_norm.running_var
+        loaded.core.recurrent.input_norm.running_var, model.core.recurrent.input_norm.running_var
     )
     a, _ = model.predict("a", video, behavior, pupil)
     b, _ = loaded.predict("a", video, behavior, pupil)
@@ -610,6 +610,8 @@ def test_contrast_gain_normalization_needs_a_recurrent_core():
         ModelConfig(core=CoreConfig(normalization="layer"))
     with pytest.raises(ValueError, match="core.cell must be"):
         ModelConfig(core=CoreConfig(cell="gru"))
+    with pytest.raises(ValueError, match="batch_norm .* needs core.recurrent=convlstm"):
+        ModelConfig(core=CoreConfig(recurrent="none", batch_norm=True))
 
 
 def test_gabor_initialisation_makes_the_first_layer_orientation_selective():

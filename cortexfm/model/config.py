@@ -90,10 +90,12 @@ class CoreConfig:
     # scaled by a learned contrast response (cortexfm.model.core.ContrastGain), so how
     # much the gates saturate cannot depend on contrast
     normalization: Literal["none", "divisive", "contrast_gain"] = "none"
-    # batch normalisation (per channel; cortexfm.model.core.FeatureBatchNorm) of the features
-    # entering the ConvLSTM. The `paper` preset needs it: without it its deep, wide feed-forward
-    # layers learn to drive the ConvLSTM's gates into saturation within ~100 steps (99.9 % of
-    # gate pre-activations beyond +-3 after 700 steps on an H200) and training stalls
+    # batch normalisation (per channel; cortexfm.model.core.FeatureBatchNorm) of the input's
+    # share of the ConvLSTM's gates (Cooijmans et al. 2016): batch statistics while the core
+    # learns, their running averages at test. For the `paper` preset, whose deep, wide
+    # feed-forward layers learn to drive the gates into saturation (99.96 % of gate
+    # pre-activations beyond +-3 after 700 steps on four mice, and training stalls); whether
+    # it lifts that stall is not yet measured on a GPU (docs/training.md)
     batch_norm: bool = False
     # what the retina does first (cortexfm.model.retina): "none", "contrast" (gain control),
     # "whiten" (luminance + centre-surround residual channels), "whiten_contrast" (both) or
@@ -186,6 +188,10 @@ class ModelConfig:
             )
         if c.normalization == "contrast_gain" and c.recurrent != "convlstm":
             raise ValueError("core.normalization=contrast_gain needs core.recurrent=convlstm")
+        if c.batch_norm and c.recurrent != "convlstm":
+            raise ValueError(
+                "core.batch_norm normalises the ConvLSTM's gates: it needs core.recurrent=convlstm"
+            )
         k = self.readout.spatial_kernel
         if k < 1 or k % 2 == 0:
             raise ValueError(f"readout.spatial_kernel must be an odd number >= 1, got {k}")
@@ -222,7 +228,6 @@ def preset(name: str) -> ModelConfig:
                 temporal_kernels=(7, 5, 3, 3),
                 hidden=256,
                 recurrent_kernel=3,
-                batch_norm=True,
             ),
         )
     raise ValueError(f"unknown preset {name!r}; choose tiny, cpu or paper")

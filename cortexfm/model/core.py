@@ -229,6 +229,7 @@ class ConvLSTM(nn.Module):
         kernel: int,
         cell: str = "lstm",
         hidden_kernel: int | None = None,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         self.hidden = hidden
@@ -249,13 +250,20 @@ class ConvLSTM(nn.Module):
         nn.init.zeros_(self.input_conv.bias)
         if self.modulation is not None:
             nn.init.zeros_(self.modulation.weight)
+        # the input's share of the gates, batch-normalised per gate channel (Cooijmans et al.
+        # 2016's recurrent batch normalisation, input term): its scale stays where the gates
+        # respond however the features feeding it grow or align; the norm's shift is the bias
+        self.input_norm = FeatureBatchNorm(4 * hidden) if batch_norm else None
+        bias = self.input_conv.bias if self.input_norm is None else self.input_norm.bias
         with torch.no_grad():  # forget gate bias 1: remember by default
-            self.input_conv.bias[hidden : 2 * hidden].fill_(1.0)
+            bias[hidden : 2 * hidden].fill_(1.0)
 
     def input_gates(self, x: Tensor, modulation: Tensor) -> Tensor:
         """``x [b, t, C, h, w]`` -> the input's share of the gates ``[b, t, 4 hidden, h, w]``."""
         b, t = x.shape[:2]
         gates_x = self.input_conv(x.flatten(0, 1)).unflatten(0, (b, t))
+        if self.input_norm is not None:
+            gates_x = self.input_norm(gates_x)
         if self.modulation is not None:
             gates_x = gates_x + self.modulation(modulation)[..., None, None]
         return gates_x
@@ -322,7 +330,6 @@ class Core(nn.Module):
         self.contrast_gain = (
             ContrastGain(config.hidden) if config.normalization == "contrast_gain" else None
         )
-        self.batch_norm = FeatureBatchNorm(c_in) if config.batch_norm else None
         self.recurrent = (
             ConvLSTM(
                 c_in,
@@ -331,6 +338,7 @@ class Core(nn.Module):
                 config.recurrent_kernel,
                 config.cell,
                 config.hidden_kernel,
+                config.batch_norm,
             )
             if config.recurrent == "convlstm"
             else None
@@ -399,8 +407,6 @@ class Core(nn.Module):
         x = outputs[-1]
         if self.normalization is not None:
             x = self.normalization(x)
-        if self.batch_norm is not None:
-            x = self.batch_norm(x)
         if self.recurrent is not None:
             if self.contrast_gain is not None:
                 pattern, amplitude = self.contrast_gain.split(x)
