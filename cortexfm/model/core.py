@@ -203,7 +203,7 @@ class FeatureBatchNorm(nn.BatchNorm3d):
             self.weight,
             self.bias,
             batch_statistics,
-            self.momentum if self.momentum is not None else 0.1,
+            self.momentum,
             self.eps,
         )
         return y.transpose(1, 2)
@@ -234,7 +234,10 @@ class ConvLSTM(nn.Module):
         super().__init__()
         self.hidden = hidden
         self.cell = cell
-        self.input_conv = nn.Conv2d(c_in, 4 * hidden, kernel, padding=kernel // 2)
+        # with batch normalisation the norm's shift is the bias (a convolution's would cancel)
+        self.input_conv = nn.Conv2d(
+            c_in, 4 * hidden, kernel, padding=kernel // 2, bias=not batch_norm
+        )
         # behaviour's input to the gates (None: the core does not see behaviour)
         self.modulation = nn.Linear(modulation, 4 * hidden, bias=False) if modulation else None
         # the gated-linear cell's candidate has no recurrent term: only i, f, o see h
@@ -247,14 +250,15 @@ class ConvLSTM(nn.Module):
         # weights) and earns it: with PyTorch's default initialisation, the behavioural term
         # outweighed the shrunken visual one and the gates followed the running mouse
         nn.init.kaiming_normal_(self.input_conv.weight, nonlinearity="linear")
-        nn.init.zeros_(self.input_conv.bias)
+        if self.input_conv.bias is not None:
+            nn.init.zeros_(self.input_conv.bias)
         if self.modulation is not None:
             nn.init.zeros_(self.modulation.weight)
         # the input's share of the gates, batch-normalised per gate channel (Cooijmans et al.
         # 2016's recurrent batch normalisation, input term): its scale stays where the gates
-        # respond however the features feeding it grow or align; the norm's shift is the bias
+        # respond however the features feeding it grow or align
         self.input_norm = FeatureBatchNorm(4 * hidden) if batch_norm else None
-        bias = self.input_conv.bias if self.input_norm is None else self.input_norm.bias
+        bias = self.input_norm.bias if self.input_norm is not None else self.input_conv.bias
         with torch.no_grad():  # forget gate bias 1: remember by default
             bias[hidden : 2 * hidden].fill_(1.0)
 
