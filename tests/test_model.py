@@ -769,3 +769,42 @@ def test_antialiased_layers_answer_a_fine_grating_the_same_at_every_phase():
     assert variation[True] < 0.4 * variation[False]
     core = Core(CoreConfig(antialias=True), 4)
     assert core.output_size((36, 64)) == Core(CoreConfig(), 4).output_size((36, 64)) == (9, 16)
+
+
+def test_a_rotation_equivariant_first_layer_turns_with_the_image():
+    """``core.rotations=8``: the first layer learns channels / 8 kernels, used at 8 rotations;
+    an image turned by 90 degrees gives the same features turned by 90 degrees, two orientation
+    blocks along (exact on the pixel grid); later layers keep the orientation blocks apart;
+    rotations that do not divide the channels are refused with the field's name."""
+    from cortexfm.model.core import CausalConvLayer
+
+    torch.manual_seed(0)
+    layer = CausalConvLayer(1, 16, 7, 1, 3, rotations=8)
+    assert layer.spatial.weight.shape == (2, 1, 7, 7) and layer.out_channels == 16
+    x = torch.randn(1, 3, 1, 17, 17, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = layer(x, None)[0].view(1, 3, 8, 2, 17, 17)
+        turned = layer(torch.rot90(x, 1, (-2, -1)), None)[0].view(1, 3, 8, 2, 17, 17)
+    expected = torch.roll(torch.rot90(y, 1, (-2, -1)), -2, dims=2)
+    torch.testing.assert_close(turned, expected, atol=1e-5, rtol=1e-5)
+    assert (torch.roll(torch.rot90(y, 1, (-2, -1)), -1, dims=2) - turned).abs().max() > 0.1
+    # turns by 90 degrees keep the kernels exactly; 45-degree ones lose what bilinear
+    # interpolation smooths away (most for white-noise kernels such as the random start)
+    weight, _ = layer.spatial_kernels()
+    norms = weight.flatten(1).norm(dim=1).view(8, 2)
+    assert torch.allclose(norms[::2], norms[:1].expand(4, 2), rtol=1e-5)
+    assert ((norms[1::2] / norms[:1]) > 0.5).all()
+
+    core = Core(CoreConfig(rotations=8, channels=(16, 32)), 4)
+    retina = torch.randn(1, 4, 36, 64, generator=torch.Generator().manual_seed(0))
+    out, _ = core.feedforward(retina)
+    assert out.shape == (1, 4, 32, 9, 16)
+    # the last layer's channels 0-3 (orientation block 0) see first-layer block 0 only: the
+    # learned kernels reach them only through rotation 0's copies
+    first, _ = core.layers[0](core._front(retina), None)
+    grad = torch.autograd.grad(core.layers[1](first, None)[0][0, -1, :4].sum(), first)[0]
+    assert grad[:, :, :2].abs().sum() > 0 and grad[:, :, 2:].abs().sum() == 0
+    with pytest.raises(ValueError, match="core.rotations"):
+        ModelConfig(core=CoreConfig(rotations=3))
+    with pytest.raises(ValueError, match="core.rotations"):
+        ModelConfig(core=CoreConfig(rotations=8, groups=8))

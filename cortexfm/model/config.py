@@ -106,6 +106,11 @@ class CoreConfig:
     # gabor_pyramid front end, 8 (its orientations) keeps each orientation's channels apart
     # until the ConvLSTM, and with ``skip`` the readouts see them apart
     groups: int = 1
+    # rotation equivariance (Ecker et al. 2019; cortexfm.model.core.CausalConvLayer): the first
+    # layer learns channels[0] / rotations kernels, each applied at this many rotations over
+    # 360 deg, and the later feed-forward layers run in that many groups, so each orientation's
+    # channels stay apart until the ConvLSTM. 0: off
+    rotations: int = 0
     contrast_pool: float = 3.0  # s.d. (retina pixels) of the local contrast pool
     whiten_sigma: float = 2.0  # s.d. (retina pixels) of the surround removed by whitening
 
@@ -165,6 +170,13 @@ class ModelConfig:
         front_ends = ("none", "contrast", "whiten", "whiten_contrast", "gabor_pyramid")
         if c.front_end not in front_ends:
             raise ValueError(f"core.front_end must be one of {front_ends}, got {c.front_end!r}")
+        if c.rotations < 0 or (
+            c.rotations and (c.groups != 1 or any(ch % c.rotations for ch in c.channels))
+        ):
+            raise ValueError(
+                f"core.rotations={c.rotations} must be >= 0, divide every core.channels "
+                f"{c.channels} and come with core.groups=1 (it sets the groups itself)"
+            )
         if c.groups < 1 or any(ch % c.groups for ch in c.channels):
             raise ValueError(
                 f"core.groups={c.groups} must be >= 1 and divide every core.channels {c.channels}"

@@ -38,7 +38,15 @@ class CausalConvLayer(nn.Module):
     ``groups`` channel groups (1: dense). The spatial kernels start as a Kaiming draw (or a
     Gabor bank) times ``init_gain``. With ``antialias`` the spatial convolution runs at full
     resolution and its rectified output is blurred before it is subsampled (:func:`blur_pool`),
-    so the map's size is the same but finer patterns than its spacing are not aliased."""
+    so the map's size is the same but finer patterns than its spacing are not aliased.
+
+    With ``rotations`` n > 0 the layer is rotation-equivariant (Ecker et al. 2019): it learns
+    ``c_out / n`` kernels and applies each at n rotations (every 360 / n degrees; output
+    channels orientation-major, block g rotated by g 360 / n), and its temporal convolution is
+    one ``c_out / n``-channel filter shared by every rotation (``groups = n``). A kernel that
+    one orientation's neurons shape then serves every orientation, so the layer's oriented
+    filters learn from all neurons at once, and a rotated pattern gives the same features in
+    the rotated block (up to the pixel grid)."""
 
     def __init__(
         self,
@@ -52,34 +60,64 @@ class CausalConvLayer(nn.Module):
         init_gain: float = 1.0,
         antialias: bool = False,
         rectify: bool = True,
+        rotations: int = 0,
     ) -> None:
         super().__init__()
         self.stride = stride
         self.rectify = rectify
         self.antialias = antialias and stride > 1
+        self.rotations = rotations
+        if rotations and (c_out % rotations or groups != 1):
+            raise ValueError(
+                f"core.rotations={rotations} must divide the first layer's {c_out} channels"
+            )
+        learned = c_out // rotations if rotations else c_out  # kernels with their own weights
         self.spatial = nn.Conv2d(
             c_in,
-            c_out,
+            learned,
             kernel,
             stride=1 if self.antialias else stride,
             padding=kernel // 2,
             groups=groups,
         )
-        self.temporal = nn.Conv3d(c_out, c_out, (temporal, 1, 1), groups=groups)
+        self.temporal = nn.Conv3d(
+            learned, learned, (temporal, 1, 1), groups=1 if rotations else groups
+        )
         self.history = temporal - 1
         for conv in (self.spatial, self.temporal):  # variance-preserving through the GELUs
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
             nn.init.zeros_(conv.bias)
         with torch.no_grad():
             if gabor:  # the spatial kernels start as an oriented bank, the same on every input
-                bank = gabor_bank(c_out, kernel) / np.sqrt(self.spatial.weight.shape[1])
+                bank = gabor_bank(learned, kernel) / np.sqrt(self.spatial.weight.shape[1])
                 self.spatial.weight.copy_(bank[:, None].expand_as(self.spatial.weight))
             self.spatial.weight.mul_(init_gain)
+        if rotations:
+            self.register_buffer("rotation", rotation_matrices(kernel, rotations), persistent=False)
+
+    @property
+    def out_channels(self) -> int:
+        return self.spatial.out_channels * max(self.rotations, 1)
+
+    def spatial_kernels(self) -> tuple[Tensor, Tensor]:
+        """The spatial convolution's weight ``[C', C_in / groups, k, k]`` and bias ``[C']``:
+        with ``rotations`` n, the learned kernels at each of the n rotations (orientation-major)."""
+        w, bias = self.spatial.weight, self.spatial.bias
+        if not self.rotations:
+            return w, bias
+        k = w.shape[-1]
+        rotated = torch.einsum("gpq,ciq->gcip", self.rotation, w.flatten(2))  # [n, C, C_in, k^2]
+        return rotated.flatten(0, 1).unflatten(-1, (k, k)), bias.repeat(self.rotations)
 
     def forward(self, x: Tensor, buffer: Tensor | None) -> tuple[Tensor, Tensor]:
         """``x [batch, time, C, H, W]`` -> ``[batch, time, C', h, w]`` and the new buffer."""
         b, t = x.shape[:2]
-        y = self.spatial(x.flatten(0, 1))
+        if self.rotations:
+            weight, bias = self.spatial_kernels()
+            conv = self.spatial
+            y = F.conv2d(x.flatten(0, 1), weight, bias, conv.stride, conv.padding)
+        else:
+            y = self.spatial(x.flatten(0, 1))
         y = F.gelu(y) if self.rectify else y
         if self.antialias:
             y = blur_pool(y, self.stride)
@@ -87,9 +125,40 @@ class CausalConvLayer(nn.Module):
         if buffer is None:
             buffer = y.new_zeros(b, y.shape[1], self.history, *y.shape[-2:])
         padded = torch.cat([buffer, y], dim=2)
-        out = self.temporal(padded)
+        if self.rotations:  # one temporal filter, shared by every rotation
+            n = self.rotations
+            weight, bias = self.temporal.weight.repeat(n, 1, 1, 1, 1), self.temporal.bias.repeat(n)
+            out = F.conv3d(padded, weight, bias, groups=n)
+        else:
+            out = self.temporal(padded)
         out = (F.gelu(out) if self.rectify else out).transpose(1, 2)
         return out, padded[:, :, padded.shape[2] - self.history :]
+
+
+def rotation_matrices(kernel: int, n: int) -> Tensor:
+    """``[n, k^2, k^2]``: matrix ``g`` maps a flattened ``k x k`` kernel to the same kernel
+    rotated counter-clockwise by ``g 360 / n`` degrees (bilinear interpolation), inside the
+    inscribed disc, so that every rotation has the same support (corners are zero)."""
+    c = (kernel - 1) / 2
+    y, x = np.meshgrid(np.arange(kernel) - c, np.arange(kernel) - c, indexing="ij")
+    inside = (x**2 + y**2 <= (c + 0.5) ** 2).ravel()
+    mats = np.zeros((n, kernel * kernel, kernel * kernel))
+    for g in range(n):
+        a = 2 * np.pi * g / n
+        # output pixel p takes the input at the point that the rotation brings onto it
+        sx = np.cos(a) * x + np.sin(a) * y + c
+        sy = -np.sin(a) * x + np.cos(a) * y + c
+        x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+        for dx in (0, 1):
+            for dy in (0, 1):
+                xi, yi = x0 + dx, y0 + dy
+                w = (1 - np.abs(sx - xi)) * (1 - np.abs(sy - yi))
+                ok = (xi >= 0) & (xi < kernel) & (yi >= 0) & (yi < kernel) & (w > 0)
+                p = np.flatnonzero(ok.ravel() & inside)
+                q = (yi * kernel + xi).ravel()[p]
+                np.add.at(mats[g], (p, q), w.ravel()[p])
+        mats[g][:, ~inside] = 0
+    return torch.tensor(mats, dtype=torch.float32)
 
 
 def blur_pool(x: Tensor, stride: int) -> Tensor:
@@ -323,8 +392,23 @@ class Core(nn.Module):
             first = not layers  # the init options act on the first layer only
             gabor = config.init == "gabor" and first
             gain = config.init_gain if first else 1.0
+            # rotation equivariance: the first layer's kernels at every rotation, then one
+            # group per rotation (orientations kept apart until the ConvLSTM)
+            rotations = config.rotations if first else 0
+            groups = config.rotations if config.rotations and not first else config.groups
             layers.append(
-                CausalConvLayer(c_in, c_out, k, s, kt, gabor, config.groups, gain, config.antialias)
+                CausalConvLayer(
+                    c_in,
+                    c_out,
+                    k,
+                    s,
+                    kt,
+                    gabor,
+                    groups,
+                    gain,
+                    config.antialias,
+                    rotations=rotations,
+                )
             )
             c_in = c_out
         self.layers = nn.ModuleList(layers)
