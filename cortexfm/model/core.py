@@ -69,7 +69,8 @@ class CausalConvLayer(nn.Module):
         self.rotations = rotations
         if rotations and (c_out % rotations or groups != 1):
             raise ValueError(
-                f"core.rotations={rotations} must divide the first layer's {c_out} channels"
+                f"core.rotations={rotations} must divide the first layer's {c_out} channels "
+                "and come with groups=1"
             )
         learned = c_out // rotations if rotations else c_out  # kernels with their own weights
         self.spatial = nn.Conv2d(
@@ -112,12 +113,9 @@ class CausalConvLayer(nn.Module):
     def forward(self, x: Tensor, buffer: Tensor | None) -> tuple[Tensor, Tensor]:
         """``x [batch, time, C, H, W]`` -> ``[batch, time, C', h, w]`` and the new buffer."""
         b, t = x.shape[:2]
-        if self.rotations:
-            weight, bias = self.spatial_kernels()
-            conv = self.spatial
-            y = F.conv2d(x.flatten(0, 1), weight, bias, conv.stride, conv.padding)
-        else:
-            y = self.spatial(x.flatten(0, 1))
+        weight, bias = self.spatial_kernels()
+        conv = self.spatial
+        y = F.conv2d(x.flatten(0, 1), weight, bias, conv.stride, conv.padding, groups=conv.groups)
         y = F.gelu(y) if self.rectify else y
         if self.antialias:
             y = blur_pool(y, self.stride)
@@ -125,12 +123,11 @@ class CausalConvLayer(nn.Module):
         if buffer is None:
             buffer = y.new_zeros(b, y.shape[1], self.history, *y.shape[-2:])
         padded = torch.cat([buffer, y], dim=2)
+        weight, bias, groups = self.temporal.weight, self.temporal.bias, self.temporal.groups
         if self.rotations:  # one temporal filter, shared by every rotation
-            n = self.rotations
-            weight, bias = self.temporal.weight.repeat(n, 1, 1, 1, 1), self.temporal.bias.repeat(n)
-            out = F.conv3d(padded, weight, bias, groups=n)
-        else:
-            out = self.temporal(padded)
+            n = groups = self.rotations
+            weight, bias = weight.repeat(n, 1, 1, 1, 1), bias.repeat(n)
+        out = F.conv3d(padded, weight, bias, groups=groups)
         out = (F.gelu(out) if self.rectify else out).transpose(1, 2)
         return out, padded[:, :, padded.shape[2] - self.history :]
 
