@@ -8,6 +8,13 @@ resident memory is read from the OS.
     python benchmarks/predict_speed.py            # 10 minutes, 8,000 neurons
     python benchmarks/predict_speed.py --minutes 1 --format parquet --segments 8
 
+``--ceiling`` also reports what bounds the figure on this machine: the model's arithmetic per
+frame (``torch.utils.flop_counter`` on a 300-frame prediction, plus the readout's bilinear
+product, which the counter does not see), the dense matrix-product rate this CPU sustains with
+the same threads, and their ratio, the frames/s that a prediction running every operation at
+that rate would reach (an upper bound: small convolutions and the ConvLSTM's per-frame
+element-wise work run well below it).
+
 ``--check-warmup CKPT --data SESSION`` measures what parallel segments (``--segments N``) cost in
 accuracy on a trained twin: the largest difference from one sequential pass over 8 training
 trials in a row, per warm-up length, relative to the predictions' s.d.
@@ -77,6 +84,44 @@ def check_warmup(checkpoint: str, data: str) -> None:
     )
 
 
+def matmul_gflops(size: int = 512, seconds: float = 2.0) -> float:
+    """The dense float32 matrix-product rate (GFLOP/s) this CPU sustains with torch's threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        done += 1
+    return 2 * size**3 * done / (time.perf_counter() - started) / 1e9
+
+
+def compute_ceiling(model: torch.nn.Module, session_id: str, height: int, width: int) -> dict:
+    """The model's GFLOP per predicted frame and the frames/s bound it sets on this CPU."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    frames = 300
+    video = np.full((frames, height, width), 128.0, dtype=np.float32)
+    behavior = np.zeros((frames, 2), dtype=np.float32)
+    pupil_center = np.zeros((frames, 2), dtype=np.float32)
+    with FlopCounterMode(display=False) as counter:
+        model.predict(session_id, video, behavior, pupil_center)
+    counts = counter.get_flop_counts()
+    # the counter takes the readout's sparse product for a dense one: count it by hand, one
+    # multiply-add per map unit it reads (4 for the bilinear point, 16 for a 3 x 3 mask),
+    # channel, neuron and frame
+    sparse = sum(sum(ops.values()) for name, ops in counts.items() if name.endswith(".readout"))
+    counted = (counter.get_total_flops() - sparse) / frames
+    units = 4 if model.config.readout.spatial_kernel == 1 else 16
+    readout_flops = 2 * units * model.core.out_channels * model.n_neurons(session_id)
+    per_frame = counted + readout_flops
+    rate = matmul_gflops()
+    return {
+        "gflop_per_frame": round(per_frame / 1e9, 4),
+        "matmul_gflop_per_s": round(rate, 1),
+        "frames_per_s_bound": round(rate * 1e9 / per_frame),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -86,6 +131,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=600)
     parser.add_argument("--segments", type=int, default=1)
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--ceiling", action="store_true", help="also the compute bound")
     parser.add_argument("--check-warmup", default=None, metavar="CKPT")
     parser.add_argument("--data", default=None, help="a session of the checkpoint")
     args = parser.parse_args()
@@ -104,6 +150,7 @@ def main() -> None:
         )
         config = load_run_config(None, [], preset_name=args.preset)
         model = build_model(open_cohort(root / "mouse"), config)
+        ceiling = compute_ceiling(model, "mouse", 36, 64) if args.ceiling else None
         save_checkpoint(root / "model.safetensors", model, config)
         frames = int(args.minutes * 60 * 30)
         write_movie(root / "movie.mp4", frames)
@@ -146,6 +193,8 @@ def main() -> None:
             "output_mb": round(out.stat().st_size / 2**20),
             "reported": done.stdout.strip().splitlines()[-1],
         }
+        if ceiling is not None:
+            result["compute_bound"] = ceiling
     print(json.dumps(result, indent=2))
 
 

@@ -808,3 +808,48 @@ def test_a_rotation_equivariant_first_layer_turns_with_the_image():
         ModelConfig(core=CoreConfig(rotations=3))
     with pytest.raises(ValueError, match="core.rotations"):
         ModelConfig(core=CoreConfig(rotations=8, groups=8))
+
+
+def test_quadrature_energy_channels_are_phase_invariant_and_turn_with_the_image():
+    """``core.energy``: each block of 4 Gabor-initialised kernels gains the energies of its
+    even/odd pairs; on a grating at the pair's orientation and period the energy barely moves
+    with the grating's phase while the rectified even channel swings; the layer stays
+    rotation-equivariant; a core with it streams in chunks as in one pass; kernel counts that
+    do not pair up are refused with the field's name."""
+    from cortexfm.model.core import CausalConvLayer
+
+    layer = CausalConvLayer(1, 32, 9, 1, 1, gabor=True, rotations=8, energy=True)
+    assert layer.out_channels == 48  # 8 blocks x (4 rectified + 2 energies)
+    yy, xx = torch.meshgrid(torch.arange(21.0), torch.arange(21.0), indexing="ij")
+    weight, bias = layer.spatial_kernels()
+    phases = torch.linspace(0, 2 * np.pi, 9)[:-1]
+    # kernel 0: orientation 0, period 4.5 pixels, even phase (cortexfm.model.core.gabor_bank)
+    gratings = torch.stack([torch.cos(2 * np.pi * xx / 4.5 + p) for p in phases])[:, None]
+    with torch.no_grad():
+        out = layer.rectified(torch.nn.functional.conv2d(gratings, weight, bias, padding=4))
+    centre = out[:, :, 10, 10]  # [phase, channel]
+    energy, even = centre[:, 4], centre[:, 0]  # block 0: energy of kernels 0 and 2; kernel 0
+    assert energy.std() / energy.mean() < 0.1
+    assert even.std() / even.abs().mean() > 0.5
+
+    x = torch.randn(1, 3, 1, 17, 17, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = layer(x, None)[0].view(1, 3, 8, 6, 17, 17)
+        turned = layer(torch.rot90(x, 1, (-2, -1)), None)[0].view(1, 3, 8, 6, 17, 17)
+    expected = torch.roll(torch.rot90(y, 1, (-2, -1)), -2, dims=2)
+    torch.testing.assert_close(turned, expected, atol=1e-4, rtol=1e-4)
+
+    config = CoreConfig(rotations=8, channels=(32, 32), spatial_kernels=(9, 3), energy=True)
+    core = Core(config, 4)
+    retina = torch.randn(1, 12, 36, 64, generator=torch.Generator().manual_seed(0))
+    modulation = torch.zeros(1, 12, 4)
+    with torch.no_grad():
+        whole, _ = core(retina, modulation)
+        first, state = core(retina[:, :5], modulation[:, :5])
+        rest, _ = core(retina[:, 5:], modulation[:, 5:], state)
+    assert core.layers[1].spatial.in_channels == 48
+    torch.testing.assert_close(torch.cat([first, rest], 1), whole, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="core.energy"):
+        ModelConfig(core=CoreConfig(channels=(16, 32), rotations=8, energy=True))
+    with pytest.raises(ValueError, match="core.energy"):
+        ModelConfig(core=CoreConfig(channels=(16, 32), groups=2, energy=True))

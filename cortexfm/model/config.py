@@ -111,6 +111,11 @@ class CoreConfig:
     # 360 deg, and the later feed-forward layers run in that many groups, so each orientation's
     # channels stay apart until the ConvLSTM. 0: off
     rotations: int = 0
+    # the first layer also outputs the quadrature energy of each pair of its kernels (Adelson &
+    # Bergen 1985; cortexfm.model.core.CausalConvLayer), a phase-invariant, complex-cell-like
+    # channel beside the rectified ones; with init "gabor" the pairs start as even and odd
+    # Gabors. Needs a multiple of 4 learned kernels (channels[0] / max(rotations, 1))
+    energy: bool = False
     contrast_pool: float = 3.0  # s.d. (retina pixels) of the local contrast pool
     whiten_sigma: float = 2.0  # s.d. (retina pixels) of the surround removed by whitening
 
@@ -176,6 +181,11 @@ class ModelConfig:
             raise ValueError(
                 f"core.rotations={c.rotations} must be >= 0, divide every core.channels "
                 f"{c.channels} and come with core.groups=1 (it sets the groups itself)"
+            )
+        if c.energy and (c.groups != 1 or (c.channels[0] // max(c.rotations, 1)) % 4):
+            raise ValueError(
+                f"core.energy needs core.groups=1 and core.channels[0] / core.rotations a "
+                f"multiple of 4 (its kernels pair up), got {c.channels[0]} / {c.rotations}"
             )
         if c.groups < 1 or any(ch % c.groups for ch in c.channels):
             raise ValueError(

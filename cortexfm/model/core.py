@@ -46,7 +46,14 @@ class CausalConvLayer(nn.Module):
     one ``c_out / n``-channel filter shared by every rotation (``groups = n``). A kernel that
     one orientation's neurons shape then serves every orientation, so the layer's oriented
     filters learn from all neurons at once, and a rotated pattern gives the same features in
-    the rotated block (up to the pixel grid)."""
+    the rotated block (up to the pixel grid).
+
+    With ``energy`` the layer also computes the quadrature energy of its kernel pairs
+    (Adelson & Bergen 1985), a complex cell's phase-invariant response: of each 4 learned
+    kernels, ``j`` and ``j + 2`` form a pair (in the Gabor bank, the even and odd phase at one
+    orientation and period), and ``sqrt(y_j^2 + y_{j+2}^2)`` of their linear outputs joins the
+    4 rectified ones, before the temporal convolution (per block: 4 rectified, then 2 energy
+    channels; ``out_channels`` is 1.5x ``c_out``)."""
 
     def __init__(
         self,
@@ -61,6 +68,7 @@ class CausalConvLayer(nn.Module):
         antialias: bool = False,
         rectify: bool = True,
         rotations: int = 0,
+        energy: bool = False,
     ) -> None:
         super().__init__()
         self.stride = stride
@@ -73,6 +81,14 @@ class CausalConvLayer(nn.Module):
                 "and come with groups=1"
             )
         learned = c_out // rotations if rotations else c_out  # kernels with their own weights
+        if energy and (learned % 4 or groups != 1 or not rectify):
+            raise ValueError(
+                f"core.energy needs a multiple of 4 learned first-layer kernels (got {learned}: "
+                "core.channels[0] / core.rotations) and core.groups=1"
+            )
+        self.energy = energy
+        # channels into the temporal convolution: the rectified outputs (+ the pairs' energies)
+        filtered = learned + learned // 2 if energy else learned
         self.spatial = nn.Conv2d(
             c_in,
             learned,
@@ -82,7 +98,7 @@ class CausalConvLayer(nn.Module):
             groups=groups,
         )
         self.temporal = nn.Conv3d(
-            learned, learned, (temporal, 1, 1), groups=1 if rotations else groups
+            filtered, filtered, (temporal, 1, 1), groups=1 if rotations else groups
         )
         self.history = temporal - 1
         for conv in (self.spatial, self.temporal):  # variance-preserving through the GELUs
@@ -98,7 +114,20 @@ class CausalConvLayer(nn.Module):
 
     @property
     def out_channels(self) -> int:
-        return self.spatial.out_channels * max(self.rotations, 1)
+        return self.temporal.out_channels * max(self.rotations, 1)
+
+    def rectified(self, y: Tensor) -> Tensor:
+        """The spatial convolution's linear output ``[n, C', h, w]`` -> its rectified form, with
+        ``energy`` each block of kernels followed by the quadrature energy of its pairs."""
+        if not self.energy:
+            return F.gelu(y)
+        n, _, h, w = y.shape
+        blocks = y.view(n, max(self.rotations, 1), -1, h, w)  # [n, rotations, learned, h, w]
+        learned = blocks.shape[2]
+        # [n, rotations, kernel group, phase (even, odd), period], as gabor_bank orders them
+        pairs = blocks.view(n, blocks.shape[1], learned // 4, 2, 2, h, w)
+        energy = (pairs.pow(2).sum(3) + 1e-6).sqrt().flatten(2, 3)  # [n, rot., learned / 2, ..]
+        return torch.cat([F.gelu(blocks), energy], dim=2).flatten(1, 2)
 
     def spatial_kernels(self) -> tuple[Tensor, Tensor]:
         """The spatial convolution's weight ``[C', C_in / groups, k, k]`` and bias ``[C']``:
@@ -116,7 +145,7 @@ class CausalConvLayer(nn.Module):
         weight, bias = self.spatial_kernels()
         conv = self.spatial
         y = F.conv2d(x.flatten(0, 1), weight, bias, conv.stride, conv.padding, groups=conv.groups)
-        y = F.gelu(y) if self.rectify else y
+        y = self.rectified(y) if self.rectify else y
         if self.antialias:
             y = blur_pool(y, self.stride)
         y = y.unflatten(0, (b, t)).transpose(1, 2)  # [b, C', t, h, w]
@@ -405,9 +434,10 @@ class Core(nn.Module):
                     gain,
                     config.antialias,
                     rotations=rotations,
+                    energy=config.energy and first,
                 )
             )
-            c_in = c_out
+            c_in = layers[-1].out_channels
         self.layers = nn.ModuleList(layers)
         self.normalization = (
             DivisiveNormalization(c_in) if config.normalization == "divisive" else None
@@ -433,7 +463,7 @@ class Core(nn.Module):
         else:
             self.out_channels = config.hidden + (c_in if config.skip else 0)
         if config.fine_skip:
-            self.out_channels += config.channels[0]
+            self.out_channels += layers[0].out_channels
         self.linear = None
         if config.linear_channels:  # a signed pathway: no rectification anywhere
             self.linear = CausalConvLayer(
