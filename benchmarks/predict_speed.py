@@ -9,8 +9,8 @@ resident memory is read from the OS.
     python benchmarks/predict_speed.py --minutes 1 --format parquet --segments 8
 
 ``--ceiling`` also reports what bounds the figure on this machine: the model's arithmetic per
-frame (``torch.utils.flop_counter`` on a 300-frame prediction, plus the readout's bilinear
-product, which the counter does not see), the dense matrix-product rate this CPU sustains with
+frame (``torch.utils.flop_counter`` on a 300-frame prediction; the readout's sparse product,
+which the counter takes for a dense one, counted by hand), the dense matrix-product rate this CPU sustains with
 the same threads, and their ratio, the frames/s that a prediction running every operation at
 that rate would reach (an upper bound: small convolutions and the ConvLSTM's per-frame
 element-wise work run well below it).

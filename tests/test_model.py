@@ -771,6 +771,15 @@ def test_antialiased_layers_answer_a_fine_grating_the_same_at_every_phase():
     assert core.output_size((36, 64)) == Core(CoreConfig(), 4).output_size((36, 64)) == (9, 16)
 
 
+def _features_and_turned(layer) -> tuple[torch.Tensor, torch.Tensor]:
+    """A rotation-equivariant layer's features of a random 17 x 17 image and of the image turned
+    by 90 degrees, each ``[1, time, 8 blocks, channels per block, 17, 17]``."""
+    x = torch.randn(1, 3, 1, 17, 17, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y, turned = (layer(v, None)[0] for v in (x, torch.rot90(x, 1, (-2, -1))))
+    return y.unflatten(2, (8, -1)), turned.unflatten(2, (8, -1))
+
+
 def test_a_rotation_equivariant_first_layer_turns_with_the_image():
     """``core.rotations=8``: the first layer learns channels / 8 kernels, used at 8 rotations;
     an image turned by 90 degrees gives the same features turned by 90 degrees, two orientation
@@ -781,10 +790,7 @@ def test_a_rotation_equivariant_first_layer_turns_with_the_image():
     torch.manual_seed(0)
     layer = CausalConvLayer(1, 16, 7, 1, 3, rotations=8)
     assert layer.spatial.weight.shape == (2, 1, 7, 7) and layer.out_channels == 16
-    x = torch.randn(1, 3, 1, 17, 17, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        y = layer(x, None)[0].view(1, 3, 8, 2, 17, 17)
-        turned = layer(torch.rot90(x, 1, (-2, -1)), None)[0].view(1, 3, 8, 2, 17, 17)
+    y, turned = _features_and_turned(layer)
     expected = torch.roll(torch.rot90(y, 1, (-2, -1)), -2, dims=2)
     torch.testing.assert_close(turned, expected, atol=1e-5, rtol=1e-5)
     assert (torch.roll(torch.rot90(y, 1, (-2, -1)), -1, dims=2) - turned).abs().max() > 0.1
@@ -832,10 +838,7 @@ def test_quadrature_energy_channels_are_phase_invariant_and_turn_with_the_image(
     assert energy.std() / energy.mean() < 0.1
     assert even.std() / even.abs().mean() > 0.5
 
-    x = torch.randn(1, 3, 1, 17, 17, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        y = layer(x, None)[0].view(1, 3, 8, 6, 17, 17)
-        turned = layer(torch.rot90(x, 1, (-2, -1)), None)[0].view(1, 3, 8, 6, 17, 17)
+    y, turned = _features_and_turned(layer)
     expected = torch.roll(torch.rot90(y, 1, (-2, -1)), -2, dims=2)
     torch.testing.assert_close(turned, expected, atol=1e-4, rtol=1e-4)
 

@@ -52,8 +52,8 @@ class CausalConvLayer(nn.Module):
     (Adelson & Bergen 1985), a complex cell's phase-invariant response: of each 4 learned
     kernels, ``j`` and ``j + 2`` form a pair (in the Gabor bank, the even and odd phase at one
     orientation and period), and ``sqrt(y_j^2 + y_{j+2}^2)`` of their linear outputs joins the
-    4 rectified ones, before the temporal convolution (per block: 4 rectified, then 2 energy
-    channels; ``out_channels`` is 1.5x ``c_out``)."""
+    rectified ones, before the temporal convolution (per orientation block: its rectified
+    outputs, then half as many energies; ``out_channels`` is 1.5x ``c_out``)."""
 
     def __init__(
         self,
