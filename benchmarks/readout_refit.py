@@ -127,7 +127,7 @@ def main() -> None:
             drive = torch.einsum("tcn,nc->tn", x[part, :, :, centre], w) + b
         else:
             drive = torch.einsum("tcnk,nc,nk->tn", x[part], w, m) + b
-        return output_nonlinearity(drive, output) * torch.exp(log_gain[part].clamp(max=10))
+        return output_nonlinearity(drive, output, log_gain[part])
 
     def held_out_r(w, b, m=None) -> float:
         p, t = predict(w, b, held, m), y[held]

@@ -163,6 +163,19 @@ def test_readout_memory_is_linear_and_a_100k_neuron_model_runs():
         assert out.shape == (1, 3, model.n_neurons(sid)) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("kind", ["exp", "softplus", "identity"])
+def test_output_nonlinearity_applies_the_behavioural_gain_as_a_capped_factor(kind: str):
+    """rates = f(x) * exp(min(log_gain, 10)), f's own cap included (exp: one exponential)."""
+    from cortexfm.model.loss import output_nonlinearity
+
+    x = torch.linspace(-5, 25, 61).reshape(1, 61, 1).expand(1, 61, 3)
+    log_gain = torch.tensor([-1.0, 0.5, 12.0]).expand(1, 61, 3)
+    f = {"exp": lambda v: torch.exp(v.clamp(max=20)), "softplus": torch.nn.functional.softplus}
+    expected = f.get(kind, lambda v: v)(x) * torch.exp(log_gain.clamp(max=10))
+    torch.testing.assert_close(output_nonlinearity(x, kind, log_gain), expected)
+    torch.testing.assert_close(output_nonlinearity(x, kind), f.get(kind, lambda v: v)(x))
+
+
 def test_losses_skip_burn_in_frames():
     target = torch.rand(2, 10, 3)
     pred = torch.rand(2, 10, 3) + 0.1
@@ -322,7 +335,7 @@ def test_whitening_front_end_flattens_the_spectrum():
 
 @pytest.mark.parametrize("spatial_kernel", [1, 3])
 def test_sparse_inference_readout_equals_grid_sample(spatial_kernel: int):
-    """The inference readout (one sparse product) is the training one (grid_sample), with a
+    """The inference readout (a sparse product) is the training one (grid_sample), with a
     point readout and with a spatial mask whose neighbours fall off the map's edges."""
     from cortexfm.model.config import ReadoutConfig
     from cortexfm.model.readout import PositionMap, Readout
@@ -612,6 +625,10 @@ def test_contrast_gain_normalization_needs_a_recurrent_core():
         ModelConfig(core=CoreConfig(cell="gru"))
     with pytest.raises(ValueError, match="batch_norm .* needs core.recurrent=convlstm"):
         ModelConfig(core=CoreConfig(recurrent="none", batch_norm=True))
+    with pytest.raises(ValueError, match="core.linear_stride=8 .* 1..4"):
+        ModelConfig(core=CoreConfig(linear_channels=4, linear_stride=8))
+    with pytest.raises(ValueError, match="core.linear_stride=4 .* 1..2"):
+        ModelConfig(core=CoreConfig(linear_channels=4, linear_stride=4, fine_skip=True))
 
 
 def test_gabor_initialisation_makes_the_first_layer_orientation_selective():
@@ -722,13 +739,14 @@ def test_fine_skip_reads_the_first_layer_beside_the_aligned_upsampled_core():
     )
 
 
-def test_the_linear_pathway_is_signed_and_linear_in_the_retina():
+@pytest.mark.parametrize("stride, size", [(0, (18, 32)), (4, (9, 16))])
+def test_the_linear_pathway_is_signed_and_linear_in_the_retina(stride: int, size: tuple):
     """``core.linear_channels``: the last channels of the map (the first layer's, 18 x 32 on the
-    cpu retina) are a linear function of the retina: doubling the input doubles them (minus
-    the bias), and a contrast-reversed input flips their sign around the bias; the core's own
-    channels, rectified, do not."""
-    core = Core(CoreConfig(linear_channels=4), 4).eval()
-    assert core.output_size((36, 64)) == (18, 32)
+    cpu retina, or with ``linear_stride=4`` the core's own 9 x 16) are a linear function of the
+    retina: doubling the input doubles them (minus the bias), and a contrast-reversed input
+    flips their sign around the bias; the core's own channels, rectified, do not."""
+    core = Core(CoreConfig(linear_channels=4, linear_stride=stride), 4).eval()
+    assert core.output_size((36, 64)) == size
     assert core.out_channels == CoreConfig().hidden + 4
     retina = torch.randn(1, 9, 36, 64, generator=torch.Generator().manual_seed(0))
     modulation = torch.zeros(1, 9, 4)
@@ -737,7 +755,7 @@ def test_the_linear_pathway_is_signed_and_linear_in_the_retina():
         zero, _ = core(torch.zeros_like(retina), modulation)
         double, _ = core(2 * retina, modulation)
         flipped, _ = core(-retina, modulation)
-    assert features.shape == (1, 9, core.out_channels, 18, 32)
+    assert features.shape == (1, 9, core.out_channels, *size)
     linear, bias = features[:, :, -4:], zero[:, :, -4:]
     torch.testing.assert_close(double[:, :, -4:] - bias, 2 * (linear - bias), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(flipped[:, :, -4:] - bias, -(linear - bias), atol=1e-4, rtol=1e-4)

@@ -130,7 +130,7 @@ def test_parquet_subset_and_given_behavior(
 def test_bfloat16_precision_is_close_and_checked(
     tiny_checkpoint: Path, frames: np.ndarray, tmp_path: Path, monkeypatch, capsys, native: bool
 ):
-    """--precision bfloat16 (autocast; the sparse readout stays float32) tracks float32 where
+    """--precision bfloat16 (autocast; the readout sums in float32) tracks float32 where
     bfloat16 is native, and falls back to float32, saying so, where it is not (an AVX2 CPU's
     bfloat16 convolutions are ~20x slower than float32)."""
     monkeypatch.setattr("cortexfm.predict.run.native_bfloat16", lambda device: native)
@@ -315,3 +315,21 @@ def test_background_writer_keeps_order_and_reports_a_failed_write():
         finally:
             writer.close()
     assert recorder.blocks == [0] and recorder.closed
+
+
+def test_predict_loads_neither_pandas_nor_the_cohort_readers():
+    """``cortexfm predict`` of a movie imports the model and the movie reader only: the data
+    layer's names load on first use, so start-up is torch's import, not pandas' and the
+    experanto/NWB readers' (~0.5 s on 2 CPU cores)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cortexfm.cli, cortexfm.predict.run, cortexfm.data;"
+        "from cortexfm.data import DataFormatError;"
+        "loaded = [m for m in ('pandas', 'cortexfm.data.cohort', 'cortexfm.data.experanto')"
+        " if m in sys.modules]; print(loaded)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from cortexfm.data import schema
 from cortexfm.data.cache import session_cache_dir, write_cache_text
@@ -30,6 +30,9 @@ from cortexfm.data.clips import clip_ids, clip_signature
 from cortexfm.data.errors import DataFormatError
 from cortexfm.data.gaps import INPUT_MODALITIES, check_no_inf, fill_input_gaps, valid_length
 from cortexfm.data.npy import load_small, open_array, read_header
+
+if TYPE_CHECKING:  # pandas loads with the first table asked for (cortexfm predict needs none)
+    import pandas as pd
 
 
 @dataclass
@@ -118,6 +121,8 @@ class Session:
     @cached_property
     def neurons(self) -> pd.DataFrame:
         """One row per neuron: ``unit_id``, cortical ``x, y, z`` (µm) and any extensions."""
+        import pandas as pd
+
         table = pd.DataFrame({"unit_id": self.unit_ids})
         coords = self.coordinates
         table["x"], table["y"], table["z"] = coords[:, 0], coords[:, 1], coords[:, 2]
@@ -131,6 +136,8 @@ class Session:
     @cached_property
     def trials(self) -> pd.DataFrame:
         """One row per trial: id, tier, valid frame count, clip id, repeat, stimulus type."""
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "trial_id": np.arange(self.n_trials),

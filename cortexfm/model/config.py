@@ -13,6 +13,8 @@ import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+import numpy as np
+
 #: what the retina does before the core's convolutions (cortexfm.model.retina)
 FrontEndKind = Literal["none", "contrast", "whiten", "whiten_contrast", "gabor_pyramid"]
 
@@ -66,6 +68,10 @@ class CoreConfig:
     linear_channels: int = 0
     linear_kernel: int = 9
     linear_temporal: int = 7
+    # the linear pathway's stride on the retina: 0, the first feed-forward layer's (its finer
+    # map); the product of core.strides puts it on the core's own map (9 x 16 on the cpu
+    # retina), where it costs nothing and nothing is upsampled
+    linear_stride: int = 0
     # each strided feed-forward layer convolves at full resolution, rectifies, then blurs and
     # subsamples (cortexfm.model.core.blur_pool): drifting patterns finer than the map's spacing
     # give a smooth, phase-invariant drive instead of an aliased one. Costs ~25 % more work
@@ -195,6 +201,12 @@ class ModelConfig:
             raise ValueError(
                 "core.linear_channels must be >= 0 and core.linear_temporal >= 1, got "
                 f"{c.linear_channels}, {c.linear_temporal}"
+            )
+        coarsest = c.strides[0] if c.fine_skip else int(np.prod(c.strides))
+        if c.linear_stride < 0 or c.linear_stride > coarsest:
+            raise ValueError(
+                f"core.linear_stride={c.linear_stride} must be 0 (the first layer's stride) or "
+                f"1..{coarsest}: the linear map may not be coarser than the core's"
             )
         for name in ("recurrent_kernel", "hidden_kernel", "linear_kernel"):
             k = getattr(c, name)

@@ -16,7 +16,8 @@ a learned response to the local contrast (:class:`ContrastGain`).
 feed-forward layer's output concatenated along channels). With ``fine_skip`` the map is the
 first feed-forward layer's (finer) one: those features, beside the rest upsampled to it.
 With ``linear_channels`` a linear (unrectified) causal filter bank of the retina is
-concatenated last, on that finer map too (its temporal buffer follows the layers' in the state).
+concatenated last, on the first layer's finer map (the rest upsampled to it) or, with
+``linear_stride``, on the core's own (its temporal buffer follows the layers' in the state).
 """
 
 from __future__ import annotations
@@ -470,7 +471,7 @@ class Core(nn.Module):
                 self.front_end.channels,
                 config.linear_channels,
                 config.linear_kernel,
-                config.strides[0],
+                config.linear_stride or config.strides[0],
                 config.linear_temporal,
                 rectify=False,
             )
@@ -480,12 +481,13 @@ class Core(nn.Module):
         h, w = retina_size
         stride = self.front_end.stride
         h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
-        fine = self.config.fine_skip or self.linear is not None  # the first layer's map
-        for layer in self.layers[:1] if fine else self.layers:
-            conv = layer.spatial  # with antialias the blur pool keeps the same size
-            k, s, p = conv.kernel_size[0], layer.stride, conv.padding[0]
-            h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-        return h, w
+        retina = h, w
+        for layer in self.layers[:1] if self.config.fine_skip else self.layers:
+            h, w = _conv_size((h, w), layer.spatial, layer.stride)
+        if self.linear is None:
+            return h, w
+        linear = _conv_size(retina, self.linear.spatial, self.linear.stride)
+        return max((h, w), linear)  # the core's map is upsampled to a finer linear one
 
     def feedforward(
         self, retina: Tensor, buffers: list[Tensor | None] | None = None
@@ -539,6 +541,13 @@ class Core(nn.Module):
             x = torch.cat([x, linear], dim=2)
             new_buffers = [*new_buffers, linear_buffer]
         return x, (new_buffers, h, c)
+
+
+def _conv_size(size: tuple[int, int], conv: nn.Conv2d, stride: int) -> tuple[int, int]:
+    """A map's ``(h, w)`` after ``conv`` (its kernel and padding) at ``stride``; with
+    antialias the blur pool keeps that size."""
+    k, p = conv.kernel_size[0], conv.padding[0]
+    return tuple((n + 2 * p - k) // stride + 1 for n in size)  # type: ignore[return-value]
 
 
 def upsample_to(x: Tensor, size: tuple[int, int]) -> Tensor:

@@ -31,12 +31,15 @@ LOSSES = ("poisson", "gaussian")
 _EPS = 1e-8
 
 
-def output_nonlinearity(x: Tensor, kind: str) -> Tensor:
-    if kind == "softplus":
-        return F.softplus(x)
+def output_nonlinearity(x: Tensor, kind: str, log_gain: Tensor | None = None) -> Tensor:
+    """The readout's drive ``x [batch, time, neurons]`` -> rates: ``kind`` (softplus, exp or
+    identity) of ``x``, times ``exp(log_gain)`` (a per-neuron behavioural gain, capped at
+    ``e^10``) when given; for ``exp`` that is one exponential of the sum."""
+    gain = None if log_gain is None else log_gain.clamp(max=10.0)
     if kind == "exp":
-        return torch.exp(x.clamp(max=20.0))
-    return x
+        return torch.exp(x.clamp(max=20.0) if gain is None else x.clamp(max=20.0) + gain)
+    rates = F.softplus(x) if kind == "softplus" else x
+    return rates if gain is None else rates * torch.exp(gain)
 
 
 def response_loss(

@@ -181,10 +181,8 @@ class FoundationModel(nn.Module):
             session_id, video, behavior, pupil_center, state
         )
         x = modules.readout(features, self.position_map, sample)
-        responses = output_nonlinearity(x, self.config.readout.output)
-        if modules.readout.gain is not None:
-            responses = responses * torch.exp(modules.readout.log_gain(modulation).clamp(max=10))
-        return responses, state
+        log_gain = None if modules.readout.gain is None else modules.readout.log_gain(modulation)
+        return output_nonlinearity(x, self.config.readout.output, log_gain), state
 
     def features(
         self,
@@ -261,7 +259,7 @@ class FoundationModel(nn.Module):
                     sample=False,
                 )
                 outputs.append(norm.responses(out))
-            responses = torch.cat(outputs, dim=1)
+            responses = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
             return (responses[0] if unbatched else responses), state  # type: ignore[return-value]
         finally:
             self.train(was_training)

@@ -18,15 +18,15 @@ Per neuron ``n``:
 nonlinearity). Memory is linear in the number of neurons.
 
 Training samples the map with ``grid_sample`` (gradients reach the positions). Inference (no
-gradient, mean positions) uses the same computation written as one sparse matrix,
-:meth:`Readout.readout_matrix`: each neuron's row holds its barcode times the four bilinear
-weights of its position, so the readout is a single sparse-dense product, ~20x faster for
-thousands of neurons and without the ``[batch, time, C, neurons]`` intermediate.
+gradient, mean positions) runs the same computation as a sparse product,
+:meth:`Readout.sparse_weights`: each neuron's nonzero weights on the flattened feature map (its
+barcode times the four bilinear weights of its position), summed by ``embedding_bag`` over the
+features laid out ``[C * h * w, frames]``. Without the ``[batch, time, C, neurons]``
+intermediate, ~20x faster than ``grid_sample`` for thousands of neurons, and twice as fast as a
+sparse CSR product (``benchmarks/predict_speed.py``).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import torch
@@ -173,11 +173,15 @@ class Readout(nn.Module):
         """Zero rows and columns around the feature map in the inference product."""
         return self.config.spatial_kernel // 2 + 1
 
-    def readout_matrix(self, position_map: PositionMap, height: int, width: int) -> Tensor:
-        """Sparse CSR ``[neurons, C * (height + 2p) * (width + 2p)]``: bilinear sampling at the
-        mean positions (and, with a spatial mask, at each neighbour, times its mask weight;
-        ``align_corners=True``, zeros outside) times the barcodes, for features zero-padded by
-        ``p =`` :attr:`padding` rows and columns on every side."""
+    def sparse_weights(
+        self, position_map: PositionMap, height: int, width: int
+    ) -> tuple[Tensor, Tensor]:
+        """Each neuron's nonzero weights on the features zero-padded by ``p =``
+        :attr:`padding` rows and columns on every side and flattened to ``C * (height + 2p) *
+        (width + 2p)``: ``(columns, values)``, each ``[neurons, C * points * 4]``, the
+        bilinear corners of its mean position (and, with a spatial mask, of each neighbour,
+        times its mask weight; ``align_corners=True``, zeros outside) times its barcode. A
+        column may repeat (neighbours share corners): the product sums repeats."""
         p = self.padding
         mu = self.positions(position_map).detach().float()  # [n, 2]
         if self.mask is None:
@@ -193,28 +197,24 @@ class Readout(nn.Module):
         pixels, bilinear = pixels.reshape(n, -1), bilinear.reshape(n, -1)  # [n, points * 4]
         columns = torch.arange(c, device=mu.device)[None, :, None] * plane + pixels[:, None, :]
         values = barcodes[:, :, None] * bilinear[:, None, :]  # [n, c, points * 4]
-        size = (n, c * plane)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-            if self.mask is not None:  # neighbours share corners: coalescing sums them
-                rows = torch.arange(n, device=mu.device)[:, None].expand(-1, columns[0].numel())
-                indices = torch.stack([rows.reshape(-1), columns.reshape(-1)])
-                coo = torch.sparse_coo_tensor(indices, values.reshape(-1), size)
-                return coo.coalesce().to_sparse_csr()
-            per_row = columns.shape[1] * columns.shape[2]
-            rows = torch.arange(0, n * per_row + 1, per_row, device=mu.device)
-            return torch.sparse_csr_tensor(rows, columns.reshape(-1), values.reshape(-1), size=size)
+        return columns.reshape(n, -1), values.reshape(n, -1)
 
     def forward(self, features: Tensor, position_map: PositionMap, sample: bool) -> Tensor:
         b, t, c, h, w = features.shape
         if not sample and not torch.is_grad_enabled():
-            matrix = self.readout_matrix(position_map, h, w)
+            columns, values = self.sparse_weights(position_map, h, w)
             p = self.padding
-            padded = F.pad(features.float().reshape(b * t, c, h, w), (p, p, p, p))
-            # float32 even under autocast: sparse products have no bfloat16 kernels
-            with torch.autocast(features.device.type, enabled=False):
-                out = (matrix @ padded.reshape(b * t, -1).t()).t()  # [b * t, neurons]
-            return out.reshape(b, t, -1) + self.bias
+            table = features.new_zeros(c, h + 2 * p, w + 2 * p, b * t)  # zero-padded map
+            table[:, p : h + p, p : w + p] = features.reshape(b * t, c, h, w).permute(1, 2, 3, 0)
+            # each neuron: the sum of its columns' rows, weighted; in the features' precision
+            # (under bfloat16 autocast the sums accumulate in float32, rounded once at the end)
+            out = F.embedding_bag(
+                columns,
+                table.reshape(-1, b * t),
+                per_sample_weights=values.to(table.dtype),
+                mode="sum",
+            )  # [neurons, b * t]
+            return torch.add(out.t(), self.bias).reshape(b, t, -1)  # float32, like the bias
         mu = self.positions(position_map)
         if sample:
             noise = torch.randn(b, *mu.shape, device=mu.device, dtype=mu.dtype)

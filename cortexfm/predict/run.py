@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from cortexfm.data import open_cohort
 from cortexfm.data.movies import FrameFormat, Movie
 from cortexfm.model.network import FoundationModel
 from cortexfm.predict.stream import (
@@ -46,6 +45,8 @@ def predict_file(
     ``frame_rate``); behaviour and eye position not given are held at the session's training
     means. ``say`` receives what is converted and assumed.
     """
+    from cortexfm.data import open_cohort  # the cohort readers only when a tree is given
+
     session = open_cohort(data)[0] if data else None
     session_id = session_id or (session.session_id if session else None)
     if session_id is None:
@@ -87,4 +88,6 @@ def predict_submission(
     model: FoundationModel, data: str | Path, tiers: list[str], out: str | Path
 ) -> list[Path]:
     """The Sensorium 2023 submission files of ``data``'s ``tiers`` (one per tier)."""
+    from cortexfm.data import open_cohort
+
     return sensorium2023_submission(model, open_cohort(data), tiers, out)

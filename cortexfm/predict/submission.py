@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -28,8 +29,10 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from cortexfm.atomic import atomic_path
-from cortexfm.data.cohort import Cohort
 from cortexfm.model.network import FoundationModel
+
+if TYPE_CHECKING:
+    from cortexfm.data.cohort import Cohort
 
 #: Frames at the start of each trial that the competition does not score.
 SKIP_FRAMES = 50
