@@ -8,6 +8,10 @@ resident memory is read from the OS.
     python benchmarks/predict_speed.py            # 10 minutes, 8,000 neurons
     python benchmarks/predict_speed.py --minutes 1 --format parquet --segments 8
 
+``--breakdown`` also times each stage alone in this process: decoding the movie, the model
+on the decoded frames, writing the output's bytes, and a fresh interpreter's imports (torch,
+then ``cortexfm predict``'s modules): what the command's own figure is made of.
+
 ``--ceiling`` also reports what bounds the figure on this machine: the model's arithmetic per
 frame (``torch.utils.flop_counter`` on a 300-frame prediction; the readout's sparse product,
 which the counter takes for a dense one, counted by hand), the dense matrix-product rate this CPU sustains with
@@ -106,9 +110,9 @@ def compute_ceiling(model: torch.nn.Module, session_id: str, height: int, width:
     with FlopCounterMode(display=False) as counter:
         model.predict(session_id, video, behavior, pupil_center)
     counts = counter.get_flop_counts()
-    # the counter takes the readout's sparse product for a dense one: count it by hand, one
-    # multiply-add per map unit it reads (4 for the bilinear point, 16 for a 3 x 3 mask),
-    # channel, neuron and frame
+    # the counter has no formula for the readout's embedding_bag: count it by hand (and drop
+    # whatever it counted there), one multiply-add per map unit it reads (4 for the bilinear
+    # point, 16 for a 3 x 3 mask), channel, neuron and frame
     sparse = sum(sum(ops.values()) for name, ops in counts.items() if name.endswith(".readout"))
     counted = (counter.get_total_flops() - sparse) / frames
     units = 4 if model.config.readout.spatial_kernel == 1 else 16
@@ -122,6 +126,55 @@ def compute_ceiling(model: torch.nn.Module, session_id: str, height: int, width:
     }
 
 
+def stage_times(
+    model: torch.nn.Module, session_id: str, movie: Path, precision: str, chunk: int
+) -> dict:
+    """Where a prediction's time goes, each stage alone in this process (``--breakdown``):
+    decoding the movie, the model on the decoded frames (state carried from chunk to chunk),
+    writing a ``.npy`` of the output's size, and the start-up of a fresh interpreter that
+    imports torch and ``cortexfm predict``'s modules."""
+    from cortexfm.data.movies import FrameFormat, Movie
+    from cortexfm.predict.stream import _NpyStream
+
+    started = time.perf_counter()
+    video = np.concatenate(list(Movie(movie).chunks(FrameFormat(36, 64, 30.0), chunk)))
+    decode = time.perf_counter() - started
+    rest_behavior, rest_pupil = model.resting_inputs(session_id)
+    behavior = np.tile(rest_behavior, (chunk, 1))
+    pupil = np.tile(rest_pupil, (chunk, 1))
+    state, neurons = None, model.n_neurons(session_id)
+    started = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        for start in range(0, len(video), chunk):
+            frames = video[start : start + chunk]
+            n = len(frames)
+            _, state = model.predict(session_id, frames, behavior[:n], pupil[:n], state, chunk)
+    model_s = time.perf_counter() - started
+    block = np.zeros((chunk, neurons), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = _NpyStream(Path(tmp) / "out.npy", neurons)
+        started = time.perf_counter()
+        for start in range(0, len(video), chunk):
+            writer.write(block[: min(chunk, len(video) - start)])
+        writer.close()
+        write = time.perf_counter() - started
+    imports = {}
+    for name, code in (
+        ("import_torch_s", "import torch"),
+        ("import_predict_s", "import cortexfm.cli, cortexfm.predict.run"),
+    ):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        imports[name] = round(time.perf_counter() - started, 2)
+    return {
+        "decode_s": round(decode, 2),
+        "model_s": round(model_s, 2),
+        "model_frames_per_s": round(len(video) / model_s),
+        "write_s": round(write, 2),
+        **imports,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -132,6 +185,9 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=1)
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--ceiling", action="store_true", help="also the compute bound")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also each stage's time, alone in-process"
+    )
     parser.add_argument("--check-warmup", default=None, metavar="CKPT")
     parser.add_argument("--data", default=None, help="a session of the checkpoint")
     args = parser.parse_args()
@@ -195,6 +251,10 @@ def main() -> None:
         }
         if ceiling is not None:
             result["compute_bound"] = ceiling
+        if args.breakdown:
+            result["stages"] = stage_times(
+                model, "mouse", root / "movie.mp4", args.precision, args.chunk
+            )
     print(json.dumps(result, indent=2))
 
 

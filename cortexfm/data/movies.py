@@ -273,7 +273,10 @@ def _decode_video(path: Path) -> Iterator[tuple[float | None, np.ndarray]]:
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # slice threads only: frame threads compete with the model's for the cores
+            # (benchmarks/predict_speed.py, 2 cores: 2,065-2,130 against 1,770-1,956
+            # frames/s with "AUTO")
+            stream.thread_type = "SLICE"
             for frame in container.decode(stream):
                 yield frame.time, reformatter.reformat(frame, format="rgb24").to_ndarray()
     except av.error.FFmpegError as err:
