@@ -202,11 +202,12 @@ class ModelConfig:
                 "core.linear_channels must be >= 0 and core.linear_temporal >= 1, got "
                 f"{c.linear_channels}, {c.linear_temporal}"
             )
-        coarsest = c.strides[0] if c.fine_skip else int(np.prod(c.strides))
-        if c.linear_stride < 0 or c.linear_stride > coarsest:
+        # the linear map must be the first layer's or the core's own, so the maps stay aligned
+        strides = {0, c.strides[0]} | (set() if c.fine_skip else {int(np.prod(c.strides))})
+        if c.linear_stride not in strides:
             raise ValueError(
-                f"core.linear_stride={c.linear_stride} must be 0 (the first layer's stride) or "
-                f"1..{coarsest}: the linear map may not be coarser than the core's"
+                f"core.linear_stride={c.linear_stride} must be one of {sorted(strides)}: 0 or "
+                "the first layer's stride (its map), or the product of core.strides (the core's)"
             )
         for name in ("recurrent_kernel", "hidden_kernel", "linear_kernel"):
             k = getattr(c, name)
