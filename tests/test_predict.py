@@ -23,15 +23,33 @@ from tests.conftest import TINY_TRAINING
 SESSION = "sim-mouse0-s0"
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = 30, codec: str = "ffv1") -> Path:
-    """Encode uint8 ``[time, height, width]`` frames with PyAV (ffv1/gray is lossless)."""
+def write_video(
+    path: Path,
+    frames: np.ndarray,
+    fps: int = 30,
+    codec: str = "ffv1",
+    pix_fmt: str | None = None,
+    full_range: bool = False,
+) -> Path:
+    """Encode uint8 ``[time, height, width]`` frames with PyAV (ffv1 is lossless).
+
+    ``full_range``: the frames are stored as the Y plane of yuv420p as they are (grey chroma),
+    and the file says so (JPEG range)."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames.shape[1:]
-        stream.pix_fmt = "gray" if codec == "ffv1" else "yuv420p"
+        stream.pix_fmt = pix_fmt or ("gray" if codec == "ffv1" else "yuv420p")
+        if full_range:
+            stream.codec_context.color_range = 2  # JPEG range: Y spans 0-255
         stream.time_base = Fraction(1, fps)
         for i, frame in enumerate(frames):
-            video_frame = av.VideoFrame.from_ndarray(frame, format="gray")
+            if full_range:  # Y as given, then the two grey quarter-size chroma planes
+                h, w = frame.shape
+                chroma = np.full((h // 2, w), 128, np.uint8)
+                video_frame = av.VideoFrame.from_ndarray(np.vstack([frame, chroma]), "yuv420p")
+                video_frame.color_range = 2
+            else:
+                video_frame = av.VideoFrame.from_ndarray(frame, format="gray")
             video_frame.pts = i
             for packet in stream.encode(video_frame):
                 container.mux(packet)
@@ -71,6 +89,21 @@ def test_video_file_equals_npy(tiny_checkpoint: Path, frames: np.ndarray, tmp_pa
     mp4 = write_video(tmp_path / "movie.mp4", frames, codec="libx264")
     assert _predict(tiny_checkpoint, mp4, tmp_path / "from_mp4.npy") == 0
     assert np.load(tmp_path / "from_mp4.npy").shape == a.shape
+
+
+def test_yuv_video_luma_is_the_source_grey_level(frames: np.ndarray, tmp_path: Path):
+    """8-bit YUV is read from its Y plane: limited range expanded to 0-255, full range as is;
+    both within the encoder's rounding of the grey frames written (lossless ffv1)."""
+    target = FrameFormat()
+    for full_range, tolerance in ((False, 0.6), (True, 1e-6)):
+        video = write_video(
+            tmp_path / f"yuv{int(full_range)}.mkv", frames, pix_fmt="yuv420p", full_range=full_range
+        )
+        movie = Movie(video)
+        assert "luma of the decoded frames" in movie.describe(target)
+        decoded = np.concatenate(list(movie.chunks(target)))
+        assert decoded.shape == frames.shape and decoded.dtype == np.float32
+        np.testing.assert_allclose(decoded, frames, atol=tolerance)
 
 
 def test_stream_equals_whole_prediction_and_rest_is_the_training_mean(
@@ -320,15 +353,17 @@ def test_background_writer_keeps_order_and_reports_a_failed_write():
 def test_predict_loads_neither_pandas_nor_the_cohort_readers():
     """``cortexfm predict`` of a movie imports the model and the movie reader only: the data
     layer's names load on first use, so start-up is torch's import, not pandas' and the
-    experanto/NWB readers' (~0.5 s on 2 CPU cores)."""
+    experanto/NWB readers' (~0.5 s on 2 CPU cores), nor pyarrow (parquet output only), PIL
+    (images and resizing only) and tomllib (config files only)."""
     import subprocess
     import sys
 
     code = (
         "import sys, cortexfm.cli, cortexfm.predict.run, cortexfm.data;"
         "from cortexfm.data import DataFormatError;"
-        "loaded = [m for m in ('pandas', 'cortexfm.data.cohort', 'cortexfm.data.experanto')"
-        " if m in sys.modules]; print(loaded)"
+        "from cortexfm.train import load_checkpoint;"
+        "lazy = ('pandas', 'cortexfm.data.cohort', 'cortexfm.data.experanto', 'pyarrow', 'PIL',"
+        " 'tomllib'); print([m for m in lazy if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from cortexfm.data import schema
-from cortexfm.data.cohort import Cohort
 from cortexfm.data.session import MODALITIES, Session, Trial
 from cortexfm.data.statistics import Normalizer, session_statistics
+
+if TYPE_CHECKING:  # the type only: `cortexfm predict` loads no cohort readers
+    from cortexfm.data.cohort import Cohort
 
 
 @dataclass(frozen=True)

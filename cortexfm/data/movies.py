@@ -4,7 +4,11 @@ Every source is converted the same way, and :meth:`Movie.describe` says how in o
 
 - **grey levels**: colour becomes luma, ``0.299 R + 0.587 G + 0.114 B`` (ITU-R BT.601); the
   result is in 0-255 like the recorded videos (8-bit sources as they are; a float array whose
-  values all lie in 0-1 is multiplied by 255);
+  values all lie in 0-1 is multiplied by 255). A video stored as 8-bit YUV (H.264, VP9, ...
+  in yuv420p and its kin) already holds its luma: its Y plane is read as it is, expanded from
+  the limited range 16-235 to 0-255 unless the file says the full range, with no round trip
+  through RGB (for grey content the same values, for colour the video's own luma); other
+  pixel formats are converted to RGB first;
 - **frame size**: centre-cropped to the session's aspect ratio (``fit="crop"``, refused when
   that would discard more than half of the frame) or stretched (``fit="stretch"``), then resized
   to the session's height x width (area averaging when shrinking, bilinear when enlarging);
@@ -23,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from cortexfm.data.errors import DataFormatError
 from cortexfm.data.npy import open_array
@@ -83,7 +86,7 @@ class Movie:
                 raise DataFormatError(
                     self.path, f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})"
                 )
-            first = np.asarray(_open_image(self._images[0]))
+            first = _open_image(self._images[0])
             self.source_size = first.shape[:2]
             self.n_source_frames: int | None = len(self._images)
         elif self.path.suffix.lower() == ".npy":
@@ -160,7 +163,7 @@ class Movie:
             grey = "luma of the channels" if self._array.ndim == 4 else "grey levels as given"
             grey += ", 0-1 values scaled to 0-255" if self._scale != 1 else ""
         else:
-            grey = "luma of the decoded RGB frames" if self.kind == "video" else "luma (8-bit RGB)"
+            grey = "luma of the decoded frames" if self.kind == "video" else "luma (8-bit RGB)"
         count = f"{self.n_source_frames} frames" if self.n_source_frames else "frames"
         return (
             f"{self.path} ({self.kind}, {count}): {size}; {grey}; {timing} -> "
@@ -175,6 +178,8 @@ class Movie:
         top, left, ch, cw = box
         frame = frame[top : top + ch, left : left + cw]
         if frame.shape != (target.height, target.width):
+            from PIL import Image  # here: frames at the session's size need no resizing
+
             shrink = ch >= target.height and cw >= target.width
             resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
             image = Image.fromarray(np.ascontiguousarray(frame), mode="F")
@@ -185,7 +190,7 @@ class Movie:
         """``(display time in s or None, frame)`` in order."""
         if self.kind == "images":
             for path in self._images:
-                yield None, np.asarray(_open_image(path))
+                yield None, _open_image(path)
         elif self.kind == "npy":
             for i in range(self.n_source_frames or 0):
                 frame = np.asarray(self._array[i], dtype=np.float32) * self._scale
@@ -231,10 +236,13 @@ class Movie:
             yield np.stack(buffer)
 
 
-def _open_image(path: Path) -> Image.Image:
+def _open_image(path: Path) -> np.ndarray:
+    """An image file as ``[h, w, 3]`` uint8 RGB."""
+    from PIL import Image
+
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return np.asarray(image.convert("RGB"))
     except (OSError, ValueError) as err:
         raise DataFormatError(path, f"not a readable image ({err})") from None
 
@@ -278,6 +286,34 @@ def _decode_video(path: Path) -> Iterator[tuple[float | None, np.ndarray]]:
             # frames/s with "AUTO")
             stream.thread_type = "SLICE"
             for frame in container.decode(stream):
-                yield frame.time, reformatter.reformat(frame, format="rgb24").to_ndarray()
+                luma = _luma_plane(frame)
+                if luma is None:
+                    luma = reformatter.reformat(frame, format="rgb24").to_ndarray()
+                yield frame.time, luma
     except av.error.FFmpegError as err:
         raise DataFormatError(path, f"video could not be decoded ({err})") from None
+
+
+#: 8-bit pixel formats whose first plane is the luma (Y) at full resolution, and whether
+#: their Y spans 0-255 ("j": JPEG range; grey has no chroma to be limited against)
+_LUMA_PLANE_FORMATS = {
+    **dict.fromkeys(("yuv420p", "yuv422p", "yuv444p", "yuv411p", "yuv440p", "nv12", "nv21"), False),
+    **dict.fromkeys(("yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "gray"), True),
+}
+_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+
+
+def _luma_plane(frame) -> np.ndarray | None:  # noqa: ANN001 (av.VideoFrame)
+    """An 8-bit YUV or grey frame's luma ``[h, w]`` float32 in 0-255, or None for other formats.
+
+    Reading the Y plane skips a YUV -> RGB -> luma round trip (a third of the decoding time
+    of a small video on two cores; ``benchmarks/predict_speed.py --breakdown``)."""
+    full_range = _LUMA_PLANE_FORMATS.get(frame.format.name)
+    if full_range is None:
+        return None
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+    luma = rows[: frame.height, : frame.width].astype(np.float32)
+    if full_range or frame.color_range == _FULL_RANGE:
+        return luma
+    return np.clip((luma - 16.0) * (255.0 / 219.0), 0.0, 255.0)

@@ -15,7 +15,6 @@ from cortexfm.predict.stream import (
     parse_unit_ids,
     predict_movie,
 )
-from cortexfm.predict.submission import sensorium2023_submission
 
 
 def predict_file(
@@ -88,6 +87,8 @@ def predict_submission(
     model: FoundationModel, data: str | Path, tiers: list[str], out: str | Path
 ) -> list[Path]:
     """The Sensorium 2023 submission files of ``data``'s ``tiers`` (one per tier)."""
+    # here, not at the top: a movie's prediction needs neither the cohort readers nor pyarrow
     from cortexfm.data import open_cohort
+    from cortexfm.predict.submission import sensorium2023_submission
 
     return sensorium2023_submission(model, open_cohort(data), tiers, out)

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
@@ -136,6 +134,10 @@ class _ParquetStream:
     """Appends row groups of ``frame``, ``time_s`` and one column per neuron."""
 
     def __init__(self, path: Path, unit_ids: np.ndarray, frame_rate: float) -> None:
+        import pyarrow as pa  # here: an .npy prediction's start-up does not load pyarrow
+        import pyarrow.parquet as pq
+
+        self.pa = pa
         self.names = [str(int(u)) for u in unit_ids]
         fields = [pa.field("frame", pa.int64()), pa.field("time_s", pa.float64())]
         fields += [pa.field(n, pa.float32()) for n in self.names]
@@ -143,6 +145,7 @@ class _ParquetStream:
         self.frame_rate, self.rows = frame_rate, 0
 
     def write(self, block: np.ndarray) -> None:
+        pa = self.pa
         frames = np.arange(self.rows, self.rows + len(block))
         columns = [pa.array(frames), pa.array(frames / self.frame_rate)]
         columns += [pa.array(block[:, j]) for j in range(block.shape[1])]

@@ -8,7 +8,6 @@ A config file (``--config FILE``, JSON or TOML) holds ``preset``, and optionally
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -142,6 +141,8 @@ def load_run_config(
         if not path.exists():
             raise FileNotFoundError(f"{path}: config file does not exist")
         text = path.read_text()
+        import tomllib  # here: loading a checkpoint's config does not need it (~0.1 s)
+
         try:
             data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
         except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:

@@ -24,12 +24,12 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cortexfm.data.cohort import Cohort
 from cortexfm.data.loader import TrainingWindows, WindowConfig
 from cortexfm.data.session import Session
 from cortexfm.data.statistics import Normalizer, check_response_sign, session_statistics
@@ -54,6 +54,9 @@ from cortexfm.train.optim import (
 )
 from cortexfm.train.positions import search_positions
 from cortexfm.train.validation import TRAIN_TIER, plan_validation
+
+if TYPE_CHECKING:  # the type only: `cortexfm predict` loads no cohort readers
+    from cortexfm.data.cohort import Cohort
 
 __all__ = [
     "LoopState",

@@ -20,10 +20,12 @@ At most ``train.validation_trials`` trials per session are scored at each valida
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cortexfm.data.cohort import Cohort
+if TYPE_CHECKING:  # the type only: loading a checkpoint does not load the cohort readers
+    from cortexfm.data.cohort import Cohort
 
 TRAIN_TIER = "train"
 VALIDATION_TIER = "validation"
