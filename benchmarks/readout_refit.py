@@ -59,7 +59,7 @@ def collect(model, session, target: str, frames: int, kernel: int = 1, burn_in: 
         inputs = [
             torch.as_tensor(getattr(trial, m))[None] for m in ("video", "behavior", "pupil_center")
         ]
-        f, modulation, _ = model._features(sid, *norm.inputs(*inputs), None)
+        f, modulation, _, _ = model._features(sid, *norm.inputs(*inputs), None)
         f = f[0, burn_in:]
         h, w = f.shape[-2:]
         offsets = torch.stack([dx.flatten() * 2 / (w - 1), dy.flatten() * 2 / (h - 1)], -1)

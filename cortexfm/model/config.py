@@ -160,6 +160,14 @@ class ReadoutConfig:
     # (starts as the point) times the barcode, so a neuron can combine the same channels at
     # neighbouring positions (a receptive field's sub-fields, its spatial phase) on a coarse map
     spatial_kernel: int = 1
+    # a per-neuron Gabor pathway on the retina beside the readout (cortexfm/model/gabor.py):
+    # each neuron's own orientation, spatial frequency, envelope, linear (any phase, direction
+    # selective) and energy terms, over gabor_frames frames of causal temporal bases
+    # "fitted": one quadrature pair per neuron whose wave vector and envelope are learned;
+    # "bank": a fixed bank (4 orientations, 0.1 cycles per retina pixel) read by per-neuron weights, the
+    # energies as their mean over orientations and each orientation's deviation from it
+    gabor: Literal["none", "fitted", "bank"] = "none"
+    gabor_frames: int = 12
 
 
 @dataclass

@@ -7,6 +7,8 @@ Data flow for session ``s`` (``B`` windows of ``T`` frames)::
     behavior [B, T, 2] --Modulation_s--> modulation [B, T, M]
     retina, modulation --Core (shared)--> features [B, T, C, h', w']
     features --Readout_s--> output nonlinearity --> responses [B, T, neurons]
+    (with ``readout.gabor``, each neuron's Gabor pathway on the retina adds to the readout's
+    drive before the nonlinearity)
 
 Recurrent state (``ModelState``) is passed in and returned, never kept inside modules, so a
 video can be streamed in chunks: chunked and whole-sequence predictions agree.
@@ -28,8 +30,9 @@ from cortexfm.model.modulation import Modulation, ModulationState
 from cortexfm.model.perspective import Perspective
 from cortexfm.model.readout import PositionMap, Readout
 
-#: ``(modulation state, core state)`` of one batch of streams.
-ModelState = tuple[ModulationState, CoreState]
+#: ``(modulation state, core state, Gabor pathway history)`` of one batch of streams (the
+#: history ``[batch, frames - 1, h, w]`` of retina frames, None without the pathway).
+ModelState = tuple[ModulationState, CoreState, Tensor | None]
 
 
 @dataclass
@@ -177,10 +180,16 @@ class FoundationModel(nn.Module):
         modules = self.session(session_id)
         if sample is None:
             sample = self.training and self.config.readout.sample
-        features, modulation, state = self._features(
+        gabor_history = state[2] if state is not None else None
+        features, modulation, retina, state = self._features(
             session_id, video, behavior, pupil_center, state
         )
         x = modules.readout(features, self.position_map, sample)
+        if modules.readout.gabor is not None:
+            positions = modules.readout.positions(self.position_map)
+            drive, gabor_history = modules.readout.gabor(retina, positions, gabor_history)
+            x = x + drive
+        state = (*state[:2], gabor_history)
         log_gain = None if modules.readout.gain is None else modules.readout.log_gain(modulation)
         return output_nonlinearity(x, self.config.readout.output, log_gain), state
 
@@ -194,7 +203,7 @@ class FoundationModel(nn.Module):
     ) -> tuple[Tensor, ModelState]:
         """Normalised inputs -> the core's feature map ``[batch, time, C, h, w]`` as this
         session's readout sees it (through its perspective and modulation)."""
-        features, _, state = self._features(session_id, video, behavior, pupil_center, state)
+        features, _, _, state = self._features(session_id, video, behavior, pupil_center, state)
         return features, state
 
     def _features(
@@ -204,15 +213,18 @@ class FoundationModel(nn.Module):
         behavior: Tensor,
         pupil_center: Tensor,
         state: ModelState | None,
-    ) -> tuple[Tensor, Tensor, ModelState]:
-        """Features, the modulation ``[batch, time, M]`` and the new state."""
+    ) -> tuple[Tensor, Tensor, Tensor, ModelState]:
+        """Features, the modulation ``[batch, time, M]``, the retina ``[batch, time, h, w]``
+        and the new state (the Gabor pathway's history passed through unchanged)."""
         _check_inputs(video, behavior, pupil_center)
         modules = self.session(session_id)
-        modulation_state, core_state = state if state is not None else (None, None)
+        modulation_state, core_state, gabor_history = (
+            state if state is not None else (None, None, None)
+        )
         retina = modules.perspective(video, pupil_center)
         modulation, modulation_state = modules.modulation(behavior, modulation_state)
         features, core_state = self.core(retina, modulation, core_state)
-        return features, modulation, (modulation_state, core_state)
+        return features, modulation, retina, (modulation_state, core_state, gabor_history)
 
     @torch.no_grad()
     def predict(

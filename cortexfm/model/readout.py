@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cortexfm.model.config import ReadoutConfig
+from cortexfm.model.gabor import GaborBank, GaborPathway
 
 #: Added to the squared norm of a normalised barcode's direction (as in cajal/fnn).
 BARCODE_EPS = 1e-5
@@ -95,6 +96,10 @@ class Readout(nn.Module):
             self.mask = nn.Parameter(mask)
         else:
             self.mask = None
+        pathways = {"fitted": GaborPathway, "bank": GaborBank}
+        self.gabor = (
+            pathways[config.gabor](n, config.gabor_frames) if config.gabor != "none" else None
+        )
 
     def offsets(self, height: int, width: int) -> Tensor:
         """The neighbourhood's offsets ``[k * k, 2]`` (x, y) in [-1, 1] units, one map unit

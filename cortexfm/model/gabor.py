@@ -1,0 +1,214 @@
+"""A per-neuron Gabor pathway beside the readout: the classical V1 model (a simple cell's
+linear receptive field, a complex cell's quadrature energy; Adelson & Bergen 1985) fitted for
+each neuron directly on the retina, added to the readout's drive before the output
+nonlinearity (``ReadoutConfig.gabor``; off by default, cajal/fnn has no such pathway).
+
+Why: a twin whose drive is read from a learned core identifies each neuron's orientation and
+spatial frequency poorly from natural movies, where they explain a small part of the
+response (CHANGELOG, issue 17). Here they are each neuron's own few parameters: a wave vector
+``k_n`` (orientation and spatial frequency, cycles per retina pixel), an envelope width
+``sigma_n`` and a centre at the neuron's readout position plus a learned offset.
+
+Per neuron ``n``, with ``G_n^even, G_n^odd`` its quadrature pair (zero mean, unit norm) and
+``B_j`` fixed causal temporal bases (raised cosines over ``frames`` frames):
+
+- spatial responses ``s_n^p(t) = <G_n^p, retina(t)>`` for ``p`` in (even, odd);
+- filtered ``v_n^pj = B_j * s_n^p`` (causal);
+- the drive ``sum_pj a_n^pj v_n^pj`` (linear: any spatial phase, and with different temporal
+  weights on the two phases, a space-time oriented, direction-selective filter)
+  ``+ c_n sqrt(sum_p (sum_j e_nj v_n^pj)^2 + eps)`` (the phase-invariant energy).
+
+``a`` and ``c`` start at zero, so a model with the pathway starts as the model without it.
+Its state, the last ``frames - 1`` retina frames, is passed in and returned.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: Added under the energy's square root (a finite gradient at zero contrast).
+ENERGY_EPS = 1e-4
+
+
+def temporal_bases(frames: int, count: int) -> Tensor:
+    """``[count, frames]`` raised-cosine bumps on a log-stretched time axis (Pillow et al.
+    2008), tap 0 the current frame; each row sums to 1."""
+    lag = torch.arange(frames, dtype=torch.float32)
+    stretched = torch.log(lag + 1.0)
+    centres = torch.linspace(0.0, float(stretched[-1]), count)
+    width = (centres[1] - centres[0]) if count > 1 else stretched[-1] + 1.0
+    arg = ((stretched[None] - centres[:, None]) * math.pi / (2 * width)).clamp(-math.pi, math.pi)
+    bases = 0.5 * (1 + torch.cos(arg))
+    return bases / bases.sum(dim=1, keepdim=True)
+
+
+def causal_toeplitz(bases: Tensor, frames: int) -> Tensor:
+    """``bases [K, L]`` (tap 0 the current frame) -> ``[L - 1 + frames, K * frames]``: a signal
+    of ``L - 1`` history frames and ``frames`` new ones, times this matrix, is its causal
+    filtering by each basis at each new frame (basis-major)."""
+    k, taps = bases.shape
+    matrix = bases.new_zeros(taps - 1 + frames, k, frames)
+    out = torch.arange(frames, device=bases.device)
+    for lag in range(taps):  # input frame (taps - 1 + t - lag) feeds output frame t
+        matrix[taps - 1 + out - lag, :, out] = bases[:, lag]
+    return matrix.flatten(1)
+
+
+class GaborPathway(nn.Module):
+    def __init__(
+        self,
+        neurons: int,
+        frames: int = 12,
+        bases: int = 4,
+        spatial_frequency: float = 0.08,
+        sigma: float = 3.0,
+    ) -> None:
+        """``spatial_frequency`` (cycles per retina pixel) and ``sigma`` (pixels) are the
+        starting values; each neuron starts at a random orientation (the global seed's)."""
+        super().__init__()
+        if frames < 1 or bases < 1:
+            raise ValueError(f"readout.gabor_frames ({frames}) and bases ({bases}) must be >= 1")
+        angle = torch.rand(neurons) * math.pi
+        self.wave = nn.Parameter(
+            spatial_frequency * torch.stack([torch.cos(angle), torch.sin(angle)], -1)
+        )
+        self.log_sigma = nn.Parameter(torch.full((neurons,), math.log(sigma)))
+        self.offset = nn.Parameter(torch.zeros(neurons, 2))  # pixels, beside the readout's
+        self.linear = nn.Parameter(torch.zeros(neurons, 2, bases))
+        self.energy_time = nn.Parameter(torch.full((neurons, bases), 1.0))
+        self.energy = nn.Parameter(torch.zeros(neurons))
+        self.register_buffer("bases", temporal_bases(frames, bases), persistent=False)
+        self.frames = frames
+
+    def filters(self, positions: Tensor, height: int, width: int) -> Tensor:
+        """``positions [neurons, 2]`` (x, y in [-1, 1] across the retina, ``align_corners``)
+        -> the quadrature pairs ``[neurons, 2, height * width]`` (even, odd), each of zero
+        mean and unit norm."""
+        centre_x = (positions[:, 0] + 1) / 2 * (width - 1) + self.offset[:, 0]
+        centre_y = (positions[:, 1] + 1) / 2 * (height - 1) + self.offset[:, 1]
+        ys = torch.arange(height, dtype=positions.dtype, device=positions.device)
+        xs = torch.arange(width, dtype=positions.dtype, device=positions.device)
+        dy = ys[None, :, None] - centre_y[:, None, None]  # [n, h, 1]
+        dx = xs[None, None, :] - centre_x[:, None, None]  # [n, 1, w]
+        sigma = self.log_sigma.exp()[:, None, None]
+        envelope = torch.exp(-(dx**2 + dy**2) / (2 * sigma**2))  # [n, h, w]
+        phase = 2 * math.pi * (self.wave[:, 0, None, None] * dx + self.wave[:, 1, None, None] * dy)
+        pair = torch.stack([envelope * torch.cos(phase), envelope * torch.sin(phase)], 1)
+        pair = pair.flatten(2)  # [n, 2, h * w]
+        envelope = envelope.flatten(1)[:, None]  # [n, 1, h * w]
+        # remove each filter's mean under its envelope: no response to uniform luminance
+        pair = pair - envelope * (pair.sum(-1, keepdim=True) / envelope.sum(-1, keepdim=True))
+        return pair / (pair.pow(2).sum(-1, keepdim=True) + 1e-8).sqrt()
+
+    def forward(
+        self, retina: Tensor, positions: Tensor, history: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """``retina [batch, time, H, W]`` (model units), the readout's ``positions [neurons,
+        2]`` and ``history [batch, frames - 1, H, W]`` (the frames before; None: blank) ->
+        the drive ``[batch, time, neurons]`` and the new history."""
+        b, t, h, w = retina.shape
+        if history is None:
+            history = retina.new_zeros(b, self.frames - 1, h, w)
+        frames = torch.cat([history, retina], dim=1)  # [b, frames - 1 + t, h, w]
+        new_history = frames[:, frames.shape[1] - (self.frames - 1) :]
+        n = self.energy.shape[0]
+        pair = self.filters(positions, h, w).to(retina.dtype)  # [n, 2, h * w]
+        spatial = frames.flatten(2) @ pair.flatten(0, 1).t()  # [b, time', n * 2]
+        spatial = spatial.transpose(1, 2).reshape(b * n * 2, 1, -1)
+        kernels = self.bases.flip(-1)[:, None].to(retina.dtype)  # conv1d correlates
+        filtered = F.conv1d(spatial, kernels)  # [b * n * 2, bases, t]
+        filtered = filtered.reshape(b, n, 2, -1, t)
+        linear = torch.einsum("bnpjt,npj->btn", filtered, self.linear)
+        quadrature = torch.einsum("bnpjt,nj->bnpt", filtered, self.energy_time)
+        energy = (quadrature.pow(2).sum(2) + ENERGY_EPS).sqrt().transpose(1, 2)  # [b, t, n]
+        return linear + energy * self.energy, new_history
+
+
+class GaborBank(nn.Module):
+    """A fixed bank of quadrature pairs at each neuron's readout position (``orientations`` x
+    ``frequencies`` cycles per retina pixel, one envelope), read by per-neuron weights (``ReadoutConfig.gabor="bank"``).
+
+    Where :class:`GaborPathway` must find each neuron's orientation by gradient descent from a
+    random start (and does not, CHANGELOG), here every orientation is there and the neuron's
+    weights on them are linear. Natural movies drive the orientations' energies together (all
+    follow local contrast), which leaves the differences between them, the orientation tuning,
+    in the directions gradient descent learns slowest; so the drive reads the energies as
+    their mean over orientations (the contrast) and each orientation's deviation from it:
+
+    ``drive = sum_pj a_n^pj v_n^pj + c_n^0 mean_o E_no + sum_o c_n^o (E_no - mean_o E_no)``
+
+    with ``v`` the pairs' responses filtered by the causal temporal bases and ``E_no`` the
+    energy at orientation and frequency ``o`` after the neuron's energy temporal kernel.
+    The bank does not learn (no gradient through the filters or the positions): only the
+    weights, which start at zero.
+    """
+
+    def __init__(
+        self,
+        neurons: int,
+        frames: int = 12,
+        bases: int = 4,
+        orientations: int = 4,
+        frequencies: tuple[float, ...] = (0.1,),
+        sigma: float = 4.0,
+    ) -> None:
+        super().__init__()
+        pairs = orientations * len(frequencies)
+        angle = torch.arange(orientations) * math.pi / orientations
+        waves = [f * torch.stack([torch.cos(angle), torch.sin(angle)], -1) for f in frequencies]
+        self.register_buffer("waves", torch.cat(waves), persistent=False)  # [pairs, 2]
+        self.sigma = sigma
+        self.orientations = orientations
+        self.linear = nn.Parameter(torch.zeros(neurons, pairs, 2, bases))
+        self.energy_time = nn.Parameter(torch.full((neurons, bases), 1.0))
+        self.energy = nn.Parameter(torch.zeros(neurons, pairs + len(frequencies)))
+        self.register_buffer("bases", temporal_bases(frames, bases), persistent=False)
+        self.frames = frames
+
+    @torch.no_grad()
+    def filters(self, positions: Tensor, height: int, width: int) -> Tensor:
+        """``positions [neurons, 2]`` -> ``[neurons, pairs, 2, height * width]`` (zero mean,
+        unit norm)."""
+        centre_x = (positions[:, 0] + 1) / 2 * (width - 1)
+        centre_y = (positions[:, 1] + 1) / 2 * (height - 1)
+        ys = torch.arange(height, dtype=positions.dtype, device=positions.device)
+        xs = torch.arange(width, dtype=positions.dtype, device=positions.device)
+        dy = (ys[None, :, None] - centre_y[:, None, None])[:, None]  # [n, 1, h, 1]
+        dx = (xs[None, None, :] - centre_x[:, None, None])[:, None]  # [n, 1, 1, w]
+        envelope = torch.exp(-(dx**2 + dy**2) / (2 * self.sigma**2))  # [n, 1, h, w]
+        wx, wy = self.waves[:, 0, None, None], self.waves[:, 1, None, None]
+        phase = 2 * math.pi * (wx * dx + wy * dy)  # [n, pairs, h, w]
+        pair = torch.stack([envelope * torch.cos(phase), envelope * torch.sin(phase)], 2)
+        pair = pair.flatten(3)  # [n, pairs, 2, h * w]
+        envelope = envelope.flatten(2)[:, :, None]  # [n, 1, 1, h * w]
+        pair = pair - envelope * (pair.sum(-1, keepdim=True) / envelope.sum(-1, keepdim=True))
+        return pair / (pair.pow(2).sum(-1, keepdim=True) + 1e-8).sqrt()
+
+    def forward(
+        self, retina: Tensor, positions: Tensor, history: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """As :meth:`GaborPathway.forward`."""
+        b, t, h, w = retina.shape
+        if history is None:
+            history = retina.new_zeros(b, self.frames - 1, h, w)
+        frames = torch.cat([history, retina], dim=1)
+        new_history = frames[:, frames.shape[1] - (self.frames - 1) :]
+        n, pairs = self.linear.shape[:2]
+        with torch.no_grad():  # the bank is fixed: its responses need no gradient
+            bank = self.filters(positions.detach(), h, w).to(retina.dtype)
+            spatial = frames.detach().flatten(2) @ bank.flatten(0, 2).t()  # [b, t', n*pairs*2]
+            # causal filtering by every basis as one product with a banded matrix [t', K * t]
+            filtered = spatial.transpose(1, 2) @ causal_toeplitz(self.bases.to(retina.dtype), t)
+            filtered = filtered.reshape(b, n, pairs, 2, -1, t)
+        linear = torch.einsum("bnqpjt,nqpj->btn", filtered, self.linear)
+        quadrature = torch.einsum("bnqpjt,nj->bnqpt", filtered, self.energy_time)
+        energy = (quadrature.pow(2).sum(3) + ENERGY_EPS).sqrt()  # [b, n, pairs, t]
+        per_frequency = energy.unflatten(2, (-1, self.orientations))  # [b, n, f, o, t]
+        mean = per_frequency.mean(3)  # [b, n, f, t]: the contrast at each frequency
+        deviation = (per_frequency - mean[:, :, :, None]).flatten(2, 3)  # [b, n, pairs, t]
+        features = torch.cat([deviation, mean], 2)  # [b, n, pairs + f, t]
+        return linear + torch.einsum("bnkt,nk->btn", features, self.energy), new_history
