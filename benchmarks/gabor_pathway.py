@@ -4,9 +4,11 @@ cell class (simple / complex), per session.
 
     python benchmarks/gabor_pathway.py RUN --data COHORT [--deg-per-pixel 1.875]
 
-The pathway's orientation is its wave vector's angle (the direction a grating drifts at its
-preferred phase advance), compared with ``true_preferred_orientation`` modulo 180 degrees,
+For ``readout.gabor=fitted`` the pathway's orientation is its wave vector's angle (the
+direction a grating drifts at its preferred phase advance), compared with ``true_preferred_orientation`` modulo 180 degrees,
 with the image's y axis taken both ways (rows grow downwards on the retina); chance is 45.
+For ``bank`` it is the circular mean (doubled angles) of the neuron's weights on the
+orientations' energy deviations.
 """
 
 from __future__ import annotations
