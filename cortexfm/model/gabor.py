@@ -58,6 +58,39 @@ def causal_toeplitz(bases: Tensor, frames: int) -> Tensor:
     return matrix.flatten(1)
 
 
+def quadrature_pairs(
+    positions: Tensor, offset: Tensor, waves: Tensor, sigma: Tensor, height: int, width: int
+) -> Tensor:
+    """Gabor quadrature pairs centred at ``positions [n, 2]`` (x, y in [-1, 1] across the
+    retina, ``align_corners``) plus ``offset [n, 2]`` pixels, wave vectors ``waves [n or 1,
+    q, 2]`` (cycles per pixel) and envelope s.d. ``sigma [n or 1]`` (pixels) ->
+    ``[n, q, 2, height * width]`` (even, odd), each of zero mean under its envelope (no
+    response to uniform luminance) and unit norm."""
+    centre_x = (positions[:, 0] + 1) / 2 * (width - 1) + offset[:, 0]
+    centre_y = (positions[:, 1] + 1) / 2 * (height - 1) + offset[:, 1]
+    ys = torch.arange(height, dtype=positions.dtype, device=positions.device)
+    xs = torch.arange(width, dtype=positions.dtype, device=positions.device)
+    dy = (ys[None, :, None] - centre_y[:, None, None])[:, None]  # [n, 1, h, 1]
+    dx = (xs[None, None, :] - centre_x[:, None, None])[:, None]  # [n, 1, 1, w]
+    envelope = torch.exp(-(dx**2 + dy**2) / (2 * sigma[:, None, None, None] ** 2))
+    phase = 2 * math.pi * (waves[..., 0, None, None] * dx + waves[..., 1, None, None] * dy)
+    pair = torch.stack([envelope * torch.cos(phase), envelope * torch.sin(phase)], 2)
+    pair = pair.flatten(3)  # [n, q, 2, h * w]
+    envelope = envelope.flatten(2)[:, :, None]  # [n, 1, 1, h * w]
+    pair = pair - envelope * (pair.sum(-1, keepdim=True) / envelope.sum(-1, keepdim=True))
+    return pair / (pair.pow(2).sum(-1, keepdim=True) + 1e-8).sqrt()
+
+
+def with_history(retina: Tensor, history: Tensor | None, frames: int) -> tuple[Tensor, Tensor]:
+    """``retina [b, t, h, w]`` after ``history [b, frames - 1, h, w]`` (None: blank, the
+    model's zero) -> ``[b, frames - 1 + t, h, w]`` and the new history."""
+    b, _, h, w = retina.shape
+    if history is None:
+        history = retina.new_zeros(b, frames - 1, h, w)
+    joined = torch.cat([history, retina], dim=1)
+    return joined, joined[:, joined.shape[1] - (frames - 1) :]
+
+
 class GaborPathway(nn.Module):
     def __init__(
         self,
@@ -85,24 +118,11 @@ class GaborPathway(nn.Module):
         self.frames = frames
 
     def filters(self, positions: Tensor, height: int, width: int) -> Tensor:
-        """``positions [neurons, 2]`` (x, y in [-1, 1] across the retina, ``align_corners``)
-        -> the quadrature pairs ``[neurons, 2, height * width]`` (even, odd), each of zero
-        mean and unit norm."""
-        centre_x = (positions[:, 0] + 1) / 2 * (width - 1) + self.offset[:, 0]
-        centre_y = (positions[:, 1] + 1) / 2 * (height - 1) + self.offset[:, 1]
-        ys = torch.arange(height, dtype=positions.dtype, device=positions.device)
-        xs = torch.arange(width, dtype=positions.dtype, device=positions.device)
-        dy = ys[None, :, None] - centre_y[:, None, None]  # [n, h, 1]
-        dx = xs[None, None, :] - centre_x[:, None, None]  # [n, 1, w]
-        sigma = self.log_sigma.exp()[:, None, None]
-        envelope = torch.exp(-(dx**2 + dy**2) / (2 * sigma**2))  # [n, h, w]
-        phase = 2 * math.pi * (self.wave[:, 0, None, None] * dx + self.wave[:, 1, None, None] * dy)
-        pair = torch.stack([envelope * torch.cos(phase), envelope * torch.sin(phase)], 1)
-        pair = pair.flatten(2)  # [n, 2, h * w]
-        envelope = envelope.flatten(1)[:, None]  # [n, 1, h * w]
-        # remove each filter's mean under its envelope: no response to uniform luminance
-        pair = pair - envelope * (pair.sum(-1, keepdim=True) / envelope.sum(-1, keepdim=True))
-        return pair / (pair.pow(2).sum(-1, keepdim=True) + 1e-8).sqrt()
+        """``positions [neurons, 2]`` (x, y in [-1, 1] across the retina) -> the quadrature
+        pairs ``[neurons, 2, height * width]`` (even, odd), zero mean, unit norm."""
+        return quadrature_pairs(
+            positions, self.offset, self.wave[:, None], self.log_sigma.exp(), height, width
+        )[:, 0]
 
     def forward(
         self, retina: Tensor, positions: Tensor, history: Tensor | None
@@ -111,10 +131,7 @@ class GaborPathway(nn.Module):
         2]`` and ``history [batch, frames - 1, H, W]`` (the frames before; None: blank) ->
         the drive ``[batch, time, neurons]`` and the new history."""
         b, t, h, w = retina.shape
-        if history is None:
-            history = retina.new_zeros(b, self.frames - 1, h, w)
-        frames = torch.cat([history, retina], dim=1)  # [b, frames - 1 + t, h, w]
-        new_history = frames[:, frames.shape[1] - (self.frames - 1) :]
+        frames, new_history = with_history(retina, history, self.frames)
         n = self.energy.shape[0]
         pair = self.filters(positions, h, w).to(retina.dtype)  # [n, 2, h * w]
         spatial = frames.flatten(2) @ pair.flatten(0, 1).t()  # [b, time', n * 2]
@@ -173,30 +190,17 @@ class GaborBank(nn.Module):
     def filters(self, positions: Tensor, height: int, width: int) -> Tensor:
         """``positions [neurons, 2]`` -> ``[neurons, pairs, 2, height * width]`` (zero mean,
         unit norm)."""
-        centre_x = (positions[:, 0] + 1) / 2 * (width - 1)
-        centre_y = (positions[:, 1] + 1) / 2 * (height - 1)
-        ys = torch.arange(height, dtype=positions.dtype, device=positions.device)
-        xs = torch.arange(width, dtype=positions.dtype, device=positions.device)
-        dy = (ys[None, :, None] - centre_y[:, None, None])[:, None]  # [n, 1, h, 1]
-        dx = (xs[None, None, :] - centre_x[:, None, None])[:, None]  # [n, 1, 1, w]
-        envelope = torch.exp(-(dx**2 + dy**2) / (2 * self.sigma**2))  # [n, 1, h, w]
-        wx, wy = self.waves[:, 0, None, None], self.waves[:, 1, None, None]
-        phase = 2 * math.pi * (wx * dx + wy * dy)  # [n, pairs, h, w]
-        pair = torch.stack([envelope * torch.cos(phase), envelope * torch.sin(phase)], 2)
-        pair = pair.flatten(3)  # [n, pairs, 2, h * w]
-        envelope = envelope.flatten(2)[:, :, None]  # [n, 1, 1, h * w]
-        pair = pair - envelope * (pair.sum(-1, keepdim=True) / envelope.sum(-1, keepdim=True))
-        return pair / (pair.pow(2).sum(-1, keepdim=True) + 1e-8).sqrt()
+        sigma = positions.new_full((1,), self.sigma)
+        return quadrature_pairs(
+            positions, torch.zeros_like(positions), self.waves[None], sigma, height, width
+        )
 
     def forward(
         self, retina: Tensor, positions: Tensor, history: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         """As :meth:`GaborPathway.forward`."""
         b, t, h, w = retina.shape
-        if history is None:
-            history = retina.new_zeros(b, self.frames - 1, h, w)
-        frames = torch.cat([history, retina], dim=1)
-        new_history = frames[:, frames.shape[1] - (self.frames - 1) :]
+        frames, new_history = with_history(retina, history, self.frames)
         n, pairs = self.linear.shape[:2]
         with torch.no_grad():  # the bank is fixed: its responses need no gradient
             bank = self.filters(positions.detach(), h, w).to(retina.dtype)
