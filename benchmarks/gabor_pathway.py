@@ -34,11 +34,8 @@ def bank_row(bank: GaborBank, session_id: str, truth, tuned: np.ndarray) -> dict
     of its weights on the orientations' energy deviations, against the truth."""
     with torch.no_grad():
         weights = bank.energy[:, : bank.orientations].numpy()  # [n, orientations], one frequency
-        angles = np.degrees(
-            np.arctan2(
-                bank.waves[: bank.orientations, 1], bank.waves[: bank.orientations, 0]
-            ).numpy()
-        )
+        waves = bank.waves[: bank.orientations].numpy()
+        angles = np.degrees(np.arctan2(waves[:, 1], waves[:, 0]))
     doubled = np.radians(2 * angles)
     vector = weights @ np.stack([np.cos(doubled), np.sin(doubled)], 1)  # [n, 2]
     preferred = np.degrees(np.arctan2(vector[:, 1], vector[:, 0])) / 2 % 180
