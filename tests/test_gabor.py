@@ -98,6 +98,11 @@ def test_filters_are_zero_mean_unit_norm_quadrature_pairs_tuned_to_their_wave_ve
     assert max(v[0] for v in vertical) / min(v[0] for v in vertical) < 1.2  # phase invariant
 
 
+def test_a_pathway_without_frames_is_refused_by_name():
+    with pytest.raises(ValueError, match="readout.gabor_frames"):
+        apply_overrides(preset("tiny"), ["readout.gabor=bank", "readout.gabor_frames=0"])
+
+
 @pytest.mark.parametrize("kind", ["fitted", "bank"])
 def test_the_pathway_is_learned_from_a_loss(kind: str):
     model = _model(kind)

@@ -235,6 +235,8 @@ class ModelConfig:
             raise ValueError(
                 "core.batch_norm normalises the ConvLSTM's gates: it needs core.recurrent=convlstm"
             )
+        if self.readout.gabor_frames < 1:
+            raise ValueError(f"readout.gabor_frames must be >= 1, got {self.readout.gabor_frames}")
         k = self.readout.spatial_kernel
         if k < 1 or k % 2 == 0:
             raise ValueError(f"readout.spatial_kernel must be an odd number >= 1, got {k}")

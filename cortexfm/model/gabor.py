@@ -103,8 +103,6 @@ class GaborPathway(nn.Module):
         """``spatial_frequency`` (cycles per retina pixel) and ``sigma`` (pixels) are the
         starting values; each neuron starts at a random orientation (the global seed's)."""
         super().__init__()
-        if frames < 1 or bases < 1:
-            raise ValueError(f"readout.gabor_frames ({frames}) and bases ({bases}) must be >= 1")
         angle = torch.rand(neurons) * math.pi
         self.wave = nn.Parameter(
             spatial_frequency * torch.stack([torch.cos(angle), torch.sin(angle)], -1)
