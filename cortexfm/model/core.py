@@ -157,7 +157,10 @@ class CausalConvLayer(nn.Module):
         if self.rotations:  # one temporal filter, shared by every rotation
             n = groups = self.rotations
             weight, bias = weight.repeat(n, 1, 1, 1, 1), bias.repeat(n)
-        out = F.conv3d(padded, weight, bias, groups=groups)
+        # a (temporal x 1 x 1) kernel is a (temporal x 1) one over (time, pixels): conv2d's
+        # kernels are many times faster than conv3d's on CPU (forward and backward)
+        out = F.conv2d(padded.flatten(3), weight.flatten(3), bias, groups=groups)
+        out = out.unflatten(3, padded.shape[-2:])
         out = (F.gelu(out) if self.rectify else out).transpose(1, 2)
         return out, padded[:, :, padded.shape[2] - self.history :]
 
