@@ -9,6 +9,12 @@ direction a grating drifts at its preferred phase advance), compared with ``true
 with the image's y axis taken both ways (rows grow downwards on the retina); chance is 45.
 For ``bank`` it is the circular mean (doubled angles) of the neuron's weights on the
 orientations' energy deviations.
+
+``--drive`` instead measures which part of the drive moves each neuron on natural clips
+(``oracle`` tier) and on full-field gratings (``final_test_bonus``), first session: the s.d.
+over time of the readout's drive (the core's features) and of the pathway's, and the
+correlation of each (through the model's exponential) and of their sum with the trial-averaged
+recording, median over all neurons and over orientation-tuned ones (true gOSI >= 0.3).
 """
 
 from __future__ import annotations
@@ -56,24 +62,85 @@ def bank_row(bank: GaborBank, session_id: str, truth, tuned: np.ndarray) -> dict
     }
 
 
+def median_r(prediction: np.ndarray, recorded: np.ndarray, where: np.ndarray) -> float:
+    """Median over the neurons ``where`` of the correlation of ``[time, neurons]`` arrays."""
+    r = [np.corrcoef(prediction[:, i], recorded[:, i])[0, 1] for i in np.where(where)[0]]
+    return float(np.nanmedian(r))
+
+
+def drive_rows(model, session, truth) -> list[dict]:
+    """Per stimulus family: the readout's and the pathway's drive, their s.d. and their
+    correlation with the trial-averaged recording (see ``--drive``)."""
+    from cortexfm.data.loader import repeat_groups
+
+    norm = model.session(session.session_id).normalization
+    tuned = truth.true_gOSI.to_numpy() >= 0.3
+    rows = []
+    for family, tier in (("natural_movie", "oracle"), ("drifting_grating", "final_test_bonus")):
+        parts: dict[str, list[np.ndarray]] = {"core": [], "pathway": [], "recorded": []}
+        for trials in repeat_groups(session, tier).values():
+            if session.stimulus_types[trials[0]] != family:
+                continue
+            drive = []
+            for t in trials:
+                trial = session.trial(int(t))
+                inputs = [
+                    torch.as_tensor(getattr(trial, m)[None], dtype=torch.float32)
+                    for m in ("video", "behavior", "pupil_center")
+                ]
+                core, pathway = model.drives(session.session_id, *norm.inputs(*inputs))
+                drive.append((core[0].numpy(), pathway[0].numpy(), trial.responses))
+            for k, name in enumerate(parts):
+                parts[name].append(np.mean([d[k] for d in drive], 0))
+        core, pathway, recorded = (np.concatenate(parts[k]) for k in parts)
+
+        everyone = np.ones(len(tuned), bool)
+        rows.append(
+            {
+                "session": session.session_id,
+                "family": family,
+                "frames": len(recorded),
+                "drive_sd_core_pathway": [
+                    float(np.median(core.std(0))),
+                    float(np.median(pathway.std(0))),
+                ],
+                **{
+                    f"r_{name}_all_tuned": [
+                        median_r(np.exp(x), recorded, everyone),
+                        median_r(np.exp(x), recorded, tuned),
+                    ]
+                    for name, x in (("core", core), ("pathway", pathway), ("sum", core + pathway))
+                },
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run")
     parser.add_argument("--data", required=True)
     parser.add_argument("--deg-per-pixel", type=float, default=1.875)
     parser.add_argument("--min-gosi", type=float, default=0.2)
+    parser.add_argument(
+        "--drive", action="store_true", help="which part of the drive moves neurons"
+    )
     args = parser.parse_args()
     from cortexfm.data import open_cohort
     from cortexfm.sim.cohort import load_ground_truth
     from cortexfm.train import load_checkpoint
 
-    model = load_checkpoint(Path(args.run) / "best.safetensors").model
+    model = load_checkpoint(Path(args.run) / "best.safetensors").model.eval()
     for session in open_cohort(args.data):
         readout = model.session(session.session_id).readout
         if readout.gabor is None:
             raise SystemExit(f"{args.run}: this model has no Gabor pathway (readout.gabor)")
         truth, _ = load_ground_truth(session.path)
         truth = truth.set_index("unit_id").loc[session.unit_ids]
+        if args.drive:
+            for row in drive_rows(model, session, truth):
+                print(json.dumps(row), flush=True)
+            return
         tuned = truth.true_gOSI.to_numpy() >= args.min_gosi
         true_orientation = truth.true_preferred_orientation.to_numpy()
         complex_cell = truth.complex.to_numpy().astype(bool)

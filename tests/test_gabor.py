@@ -114,3 +114,27 @@ def test_the_pathway_is_learned_from_a_loss(kind: str):
     pathway = model.session("a").readout.gabor
     assert pathway.linear.grad.abs().sum() > 0
     assert pathway.energy.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["none", "bank"])
+def test_the_drives_parts_add_up_to_the_prediction(kind: str):
+    from cortexfm.model.loss import output_nonlinearity
+
+    model = _model(kind).eval()
+    readout = model.session("a").readout
+    if readout.gabor is not None:
+        with torch.no_grad():  # a pathway that moves the prediction
+            readout.gabor.energy.normal_(0, 0.5)
+            readout.gabor.linear.normal_(0, 0.5)
+    inputs = model.session("a").normalization.inputs(*_inputs(20))
+    core, pathway = model.drives("a", *inputs)
+    assert (pathway is None) == (kind == "none")
+    with torch.no_grad():
+        expected, _ = model("a", *inputs)
+        modulation, _ = model.session("a").modulation(inputs[1], None)
+        log_gain = readout.log_gain(modulation) if readout.gain is not None else None
+    drive = core if pathway is None else core + pathway
+    got = output_nonlinearity(drive, model.config.readout.output, log_gain)
+    torch.testing.assert_close(got, expected)
+    if pathway is not None:
+        assert pathway.abs().max() > 0.1  # the pathway's part is not empty

@@ -874,3 +874,26 @@ def test_quadrature_energy_channels_are_phase_invariant_and_turn_with_the_image(
         ModelConfig(core=CoreConfig(channels=(16, 32), rotations=8, energy=True))
     with pytest.raises(ValueError, match="core.energy"):
         ModelConfig(core=CoreConfig(channels=(16, 32), groups=2, energy=True))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_the_temporal_convolution_is_a_causal_filter_over_frames(groups: int):
+    """The layer's temporal step (run as a conv2d over time x pixels) equals the (T x 1 x 1)
+    conv3d its weights are stored as, and each output frame sees only frames up to it."""
+    import torch.nn.functional as F
+
+    from cortexfm.model.core import CausalConvLayer
+
+    torch.manual_seed(0)
+    layer = CausalConvLayer(4, 8, 3, 1, 4, groups=groups, rectify=False)
+    x = torch.randn(2, 10, 4, 6, 7)
+    with torch.no_grad():
+        out, buffer = layer(x, None)
+        y = layer.spatial(x.flatten(0, 1)).unflatten(0, (2, 10)).transpose(1, 2)
+        padded = torch.cat([y.new_zeros(2, 8, 3, 6, 7), y], 2)
+        reference = F.conv3d(padded, layer.temporal.weight, layer.temporal.bias, groups=groups)
+        torch.testing.assert_close(out, reference.transpose(1, 2), atol=1e-5, rtol=1e-5)
+        assert buffer.shape == (2, 8, 3, 6, 7)
+        changed = x.clone()
+        changed[:, 6:] += 1.0  # the future does not reach the past
+        torch.testing.assert_close(layer(changed, None)[0][:, :6], out[:, :6])

@@ -158,7 +158,7 @@ class CausalConvLayer(nn.Module):
             n = groups = self.rotations
             weight, bias = weight.repeat(n, 1, 1, 1, 1), bias.repeat(n)
         # a (temporal x 1 x 1) kernel is a (temporal x 1) one over (time, pixels): conv2d's
-        # kernels are many times faster than conv3d's on CPU (forward and backward)
+        # kernels are several times faster than conv3d's on CPU
         out = F.conv2d(padded.flatten(3), weight.flatten(3), bias, groups=groups)
         out = out.unflatten(3, padded.shape[-2:])
         out = (F.gelu(out) if self.rectify else out).transpose(1, 2)

@@ -193,6 +193,22 @@ class FoundationModel(nn.Module):
         log_gain = None if modules.readout.gain is None else modules.readout.log_gain(modulation)
         return output_nonlinearity(x, self.config.readout.output, log_gain), state
 
+    @torch.no_grad()
+    def drives(
+        self, session_id: str, video: Tensor, behavior: Tensor, pupil_center: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """Normalised inputs (as :meth:`forward`) -> the two parts of the drive before the
+        output nonlinearity, each ``[batch, time, neurons]``: the readout's (the core's
+        features) and the Gabor pathway's (``readout.gabor``; None without one). Which part
+        moves a neuron on a stimulus (``benchmarks/gabor_pathway.py --drive``)."""
+        modules = self.session(session_id)
+        features, _, retina, _ = self._features(session_id, video, behavior, pupil_center, None)
+        readout = modules.readout(features, self.position_map, False)
+        if modules.readout.gabor is None:
+            return readout, None
+        positions = modules.readout.positions(self.position_map)
+        return readout, modules.readout.gabor(retina, positions, None)[0]
+
     def features(
         self,
         session_id: str,
