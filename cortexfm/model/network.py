@@ -177,20 +177,14 @@ class FoundationModel(nn.Module):
         ``pupil_center [batch, time, 2]``. ``sample`` (default: ``self.training`` and
         ``readout.sample``) draws readout positions from their Gaussians.
         """
-        modules = self.session(session_id)
         if sample is None:
             sample = self.training and self.config.readout.sample
-        gabor_history = state[2] if state is not None else None
-        features, modulation, retina, state = self._features(
-            session_id, video, behavior, pupil_center, state
+        readout, pathway, modulation, state = self._drives(
+            session_id, video, behavior, pupil_center, state, sample
         )
-        x = modules.readout(features, self.position_map, sample)
-        if modules.readout.gabor is not None:
-            positions = modules.readout.positions(self.position_map)
-            drive, gabor_history = modules.readout.gabor(retina, positions, gabor_history)
-            x = x + drive
-        state = (*state[:2], gabor_history)
-        log_gain = None if modules.readout.gain is None else modules.readout.log_gain(modulation)
+        x = readout if pathway is None else readout + pathway
+        readout_module = self.session(session_id).readout
+        log_gain = None if readout_module.gain is None else readout_module.log_gain(modulation)
         return output_nonlinearity(x, self.config.readout.output, log_gain), state
 
     @torch.no_grad()
@@ -201,13 +195,33 @@ class FoundationModel(nn.Module):
         output nonlinearity, each ``[batch, time, neurons]``: the readout's (the core's
         features) and the Gabor pathway's (``readout.gabor``; None without one). Which part
         moves a neuron on a stimulus (``benchmarks/gabor_pathway.py --drive``)."""
+        readout, pathway, _, _ = self._drives(
+            session_id, video, behavior, pupil_center, None, sample=False
+        )
+        return readout, pathway
+
+    def _drives(
+        self,
+        session_id: str,
+        video: Tensor,
+        behavior: Tensor,
+        pupil_center: Tensor,
+        state: ModelState | None,
+        sample: bool,
+    ) -> tuple[Tensor, Tensor | None, Tensor, ModelState]:
+        """The readout's drive, the Gabor pathway's (None without one), the modulation and
+        the new state."""
         modules = self.session(session_id)
-        features, _, retina, _ = self._features(session_id, video, behavior, pupil_center, None)
-        readout = modules.readout(features, self.position_map, False)
-        if modules.readout.gabor is None:
-            return readout, None
-        positions = modules.readout.positions(self.position_map)
-        return readout, modules.readout.gabor(retina, positions, None)[0]
+        gabor_history = state[2] if state is not None else None
+        features, modulation, retina, state = self._features(
+            session_id, video, behavior, pupil_center, state
+        )
+        readout = modules.readout(features, self.position_map, sample)
+        pathway = None
+        if modules.readout.gabor is not None:
+            positions = modules.readout.positions(self.position_map)
+            pathway, gabor_history = modules.readout.gabor(retina, positions, gabor_history)
+        return readout, pathway, modulation, (*state[:2], gabor_history)
 
     def features(
         self,
