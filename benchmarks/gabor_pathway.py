@@ -37,10 +37,13 @@ def orientation_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def bank_row(bank: GaborBank, session_id: str, truth, tuned: np.ndarray) -> dict:
     """A fixed bank's preferred orientation per neuron: the circular mean (on doubled angles)
-    of its weights on the orientations' energy deviations, against the truth."""
+    of its weights on the orientations' energy deviations (summed over the bank's
+    frequencies), against the truth."""
+    frequencies, orientations = bank.waves.shape[:2]
     with torch.no_grad():
-        weights = bank.energy[:, : bank.orientations].numpy()  # [n, orientations], one frequency
-        waves = bank.waves[: bank.orientations].numpy()
+        weights = bank.energy[:, : frequencies * orientations].numpy()
+        weights = weights.reshape(-1, frequencies, orientations).sum(1)  # [n, orientations]
+        waves = bank.waves[0].numpy()
         angles = np.degrees(np.arctan2(waves[:, 1], waves[:, 0]))
     doubled = np.radians(2 * angles)
     vector = weights @ np.stack([np.cos(doubled), np.sin(doubled)], 1)  # [n, 2]

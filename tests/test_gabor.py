@@ -10,7 +10,10 @@ import torch
 
 from cortexfm.data.statistics import Normalizer, Statistics
 from cortexfm.model import FoundationModel, SessionInfo, apply_overrides, preset
-from cortexfm.model.gabor import GaborPathway, temporal_bases
+from cortexfm.model.gabor import GaborBank, GaborPathway, temporal_bases
+
+#: the normalised bank at two frequencies, as a ``_model`` kind
+NORMALISED = "bank,readout.gabor_normalization=true,readout.gabor_frequencies=0.05;0.1"
 
 
 def _model(gabor: str, seed: int = 0) -> FoundationModel:
@@ -27,7 +30,8 @@ def _model(gabor: str, seed: int = 0) -> FoundationModel:
         np.random.default_rng(0).normal(size=(n, 3)) * 100,
         Normalizer(Statistics(values, "meta")),
     )
-    config = apply_overrides(preset("tiny"), [f"readout.gabor={gabor}"])
+    kind, *more = gabor.split(",")
+    config = apply_overrides(preset("tiny"), [f"readout.gabor={kind}", *more])
     torch.manual_seed(seed)
     return FoundationModel(config, [info])
 
@@ -48,7 +52,7 @@ def test_bases_are_causal_unit_sum_bumps():
     assert bases[0].argmax() == 0 and bases[-1].argmax() == 11  # from now to the oldest tap
 
 
-@pytest.mark.parametrize("kind", ["fitted", "bank"])
+@pytest.mark.parametrize("kind", ["fitted", "bank", NORMALISED])
 def test_the_pathway_starts_neutral_and_streams_in_chunks(kind: str):
     plain, with_gabor = _model("none"), _model(kind)
     with_gabor.load_state_dict(plain.state_dict(), strict=False)  # same core and readout
@@ -101,9 +105,50 @@ def test_filters_are_zero_mean_unit_norm_quadrature_pairs_tuned_to_their_wave_ve
 def test_a_pathway_without_frames_is_refused_by_name():
     with pytest.raises(ValueError, match="readout.gabor_frames"):
         apply_overrides(preset("tiny"), ["readout.gabor=bank", "readout.gabor_frames=0"])
+    with pytest.raises(ValueError, match="readout.gabor_frequencies"):
+        apply_overrides(preset("tiny"), ["readout.gabor=bank", "readout.gabor_frequencies=0.6"])
+    with pytest.raises(ValueError, match="readout.gabor_normalization"):
+        apply_overrides(preset("tiny"), ["readout.gabor_normalization=true"])
 
 
-@pytest.mark.parametrize("kind", ["fitted", "bank"])
+def _bank_features(bank: GaborBank, image: torch.Tensor) -> torch.Tensor:
+    """The bank's energy features ``[features]`` for one still image at the retina's centre
+    (one weight at a time set to 1; no linear terms)."""
+    centre = torch.zeros(1, 2)
+    values = []
+    with torch.no_grad():
+        for k in range(bank.energy.shape[1]):
+            bank.energy.zero_()
+            bank.energy[0, k] = 1.0
+            drive, _ = bank(image.expand(1, 12, -1, -1), centre, None)
+            values.append(drive[0, -1, 0])
+    return torch.stack(values)
+
+
+def test_the_normalised_bank_reads_the_share_of_contrast_at_each_orientation_and_frequency():
+    ys, xs = torch.meshgrid(torch.arange(36.0), torch.arange(64.0), indexing="ij")
+    plain = GaborBank(1, frames=12, frequencies=(0.05, 0.1))
+    normalised = GaborBank(1, frames=12, frequencies=(0.05, 0.1), normalize=True)
+    with torch.no_grad():
+        normalised.log_semisaturation.fill_(math.log(1e-3))
+
+    def grating(frequency: float, contrast: float) -> torch.Tensor:
+        return contrast * torch.cos(2 * math.pi * frequency * xs)  # vertical bars
+
+    low, high = grating(0.05, 1.0), grating(0.1, 1.0)
+    # features: 4 deviations at 0.05, 4 at 0.1 (orientation 0 first), their 2 means, contrast
+    for image, pair in ((low, 0), (high, 4)):
+        deviations = _bank_features(normalised, image)[:8]
+        assert deviations.argmax() == pair  # the grating's own orientation and frequency
+    # divisive normalisation: 4x the contrast leaves the normalised energies, scales the rest
+    weak, strong = (_bank_features(normalised, grating(0.1, c)) for c in (0.25, 1.0))
+    torch.testing.assert_close(strong[:10], weak[:10], atol=1e-2, rtol=1e-2)
+    assert 3.5 < strong[10] / weak[10] < 4.5  # the contrast itself
+    weak, strong = (_bank_features(plain, grating(0.1, c)) for c in (0.25, 1.0))
+    assert 3.5 < strong[4] / weak[4] < 4.5
+
+
+@pytest.mark.parametrize("kind", ["fitted", "bank", NORMALISED])
 def test_the_pathway_is_learned_from_a_loss(kind: str):
     model = _model(kind)
     model.train()
@@ -114,9 +159,16 @@ def test_the_pathway_is_learned_from_a_loss(kind: str):
     pathway = model.session("a").readout.gabor
     assert pathway.linear.grad.abs().sum() > 0
     assert pathway.energy.grad.abs().sum() > 0
+    if getattr(pathway, "log_semisaturation", None) is not None:
+        # the semi-saturation learns once the energies have weight (they start at zero)
+        with torch.no_grad():
+            pathway.energy.normal_()
+        out, _ = model("a", *norm.inputs(video, behavior, pupil))
+        out.mean().backward()
+        assert pathway.log_semisaturation.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("kind", ["none", "bank"])
+@pytest.mark.parametrize("kind", ["none", "bank", NORMALISED])
 def test_the_drives_parts_add_up_to_the_prediction(kind: str):
     from cortexfm.model.loss import output_nonlinearity
 

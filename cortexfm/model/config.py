@@ -168,6 +168,12 @@ class ReadoutConfig:
     # energies as their mean over orientations and each orientation's deviation from it
     gabor: Literal["none", "fitted", "bank"] = "none"
     gabor_frames: int = 12
+    # the bank's spatial frequencies, cycles per retina pixel (~2 deg at the centre of the
+    # default 64-pixel, 120-deg retina), each with the same bandwidth in octaves
+    gabor_frequencies: tuple[float, ...] = (0.1,)
+    # the bank's energies divided by a learned semi-saturation plus the local contrast (their
+    # mean over the bank): divisive normalisation, cortexfm.model.gabor.GaborBank
+    gabor_normalization: bool = False
 
 
 @dataclass
@@ -235,8 +241,16 @@ class ModelConfig:
             raise ValueError(
                 "core.batch_norm normalises the ConvLSTM's gates: it needs core.recurrent=convlstm"
             )
-        if self.readout.gabor_frames < 1:
-            raise ValueError(f"readout.gabor_frames must be >= 1, got {self.readout.gabor_frames}")
+        r = self.readout
+        if r.gabor_frames < 1:
+            raise ValueError(f"readout.gabor_frames must be >= 1, got {r.gabor_frames}")
+        if not r.gabor_frequencies or not all(0 < f < 0.5 for f in r.gabor_frequencies):
+            raise ValueError(
+                "readout.gabor_frequencies must be one or more cycles per pixel in (0, 0.5), "
+                f"got {r.gabor_frequencies}"
+            )
+        if r.gabor_normalization and r.gabor != "bank":
+            raise ValueError("readout.gabor_normalization needs readout.gabor=bank")
         k = self.readout.spatial_kernel
         if k < 1 or k % 2 == 0:
             raise ValueError(f"readout.spatial_kernel must be an odd number >= 1, got {k}")

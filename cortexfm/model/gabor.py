@@ -145,7 +145,9 @@ class GaborPathway(nn.Module):
 
 class GaborBank(nn.Module):
     """A fixed bank of quadrature pairs at each neuron's readout position (``orientations`` x
-    ``frequencies`` cycles per retina pixel, one envelope), read by per-neuron weights (``ReadoutConfig.gabor="bank"``).
+    ``frequencies`` cycles per retina pixel, each frequency's envelope ``cycles_per_sigma /
+    frequency`` pixels, so every frequency has the same bandwidth in octaves), read by
+    per-neuron weights (``ReadoutConfig.gabor="bank"``).
 
     Where :class:`GaborPathway` must find each neuron's orientation by gradient descent from a
     random start (and does not, CHANGELOG), here every orientation is there and the neuron's
@@ -158,6 +160,15 @@ class GaborBank(nn.Module):
 
     with ``v`` the pairs' responses filtered by the causal temporal bases and ``E_no`` the
     energy at orientation and frequency ``o`` after the neuron's energy temporal kernel.
+
+    With ``normalize`` (``ReadoutConfig.gabor_normalization``) every energy is first divided
+    by ``s_n + C_n``, ``C_n`` the mean energy over all the bank's pairs (the local contrast
+    across orientations and frequencies) and ``s_n`` a learned semi-saturation (Heeger 1992;
+    Carandini & Heeger 2012), and ``C_n`` itself is one more feature. The normalised energies
+    say how much of the local contrast lies at each orientation and frequency: near ``1 /
+    pairs`` each on natural movies, most of it in one pair on a grating. Unnormalised, a
+    neuron's weights fitted where every orientation's energy follows the local contrast
+    confound the two.
     The bank does not learn (no gradient through the filters or the positions): only the
     weights, which start at zero.
     """
@@ -169,28 +180,39 @@ class GaborBank(nn.Module):
         bases: int = 4,
         orientations: int = 4,
         frequencies: tuple[float, ...] = (0.1,),
-        sigma: float = 4.0,
+        cycles_per_sigma: float = 0.4,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         pairs = orientations * len(frequencies)
         angle = torch.arange(orientations) * math.pi / orientations
         waves = [f * torch.stack([torch.cos(angle), torch.sin(angle)], -1) for f in frequencies]
-        self.register_buffer("waves", torch.cat(waves), persistent=False)  # [pairs, 2]
-        self.sigma = sigma
+        self.register_buffer("waves", torch.stack(waves), persistent=False)  # [f, o, 2]
+        self.sigmas = [cycles_per_sigma / f for f in frequencies]
         self.orientations = orientations
         self.linear = nn.Parameter(torch.zeros(neurons, pairs, 2, bases))
         self.energy_time = nn.Parameter(torch.full((neurons, bases), 1.0))
-        self.energy = nn.Parameter(torch.zeros(neurons, pairs + len(frequencies)))
+        extra = 1 if normalize else 0  # the contrast C_n beside the normalised energies
+        self.energy = nn.Parameter(torch.zeros(neurons, pairs + len(frequencies) + extra))
+        # the semi-saturation s_n = exp(log_semisaturation), in the energies' units (model
+        # units of the retina through unit-norm filters: ~1 on natural movies)
+        self.log_semisaturation = nn.Parameter(torch.zeros(neurons)) if normalize else None
         self.register_buffer("bases", temporal_bases(frames, bases), persistent=False)
         self.frames = frames
 
     @torch.no_grad()
     def filters(self, positions: Tensor, height: int, width: int) -> Tensor:
         """``positions [neurons, 2]`` -> ``[neurons, pairs, 2, height * width]`` (zero mean,
-        unit norm)."""
-        sigma = positions.new_full((1,), self.sigma)
-        return quadrature_pairs(
-            positions, torch.zeros_like(positions), self.waves[None], sigma, height, width
+        unit norm; frequency-major)."""
+        offset = torch.zeros_like(positions)
+        return torch.cat(
+            [
+                quadrature_pairs(
+                    positions, offset, waves[None], positions.new_full((1,), sigma), height, width
+                )
+                for waves, sigma in zip(self.waves, self.sigmas, strict=True)
+            ],
+            1,
         )
 
     def forward(
@@ -209,8 +231,13 @@ class GaborBank(nn.Module):
         linear = torch.einsum("bnqpjt,nqpj->btn", filtered, self.linear)
         quadrature = torch.einsum("bnqpjt,nj->bnqpt", filtered, self.energy_time)
         energy = (quadrature.pow(2).sum(3) + ENERGY_EPS).sqrt()  # [b, n, pairs, t]
+        contrast = None
+        if self.log_semisaturation is not None:
+            contrast = energy.mean(2, keepdim=True)  # [b, n, 1, t]
+            semisaturation = self.log_semisaturation.exp()[None, :, None, None]
+            energy = energy / (semisaturation + contrast)
         per_frequency = energy.unflatten(2, (-1, self.orientations))  # [b, n, f, o, t]
         mean = per_frequency.mean(3)  # [b, n, f, t]: the contrast at each frequency
         deviation = (per_frequency - mean[:, :, :, None]).flatten(2, 3)  # [b, n, pairs, t]
-        features = torch.cat([deviation, mean], 2)  # [b, n, pairs + f, t]
+        features = torch.cat([deviation, mean] + ([] if contrast is None else [contrast]), 2)
         return linear + torch.einsum("bnkt,nk->btn", features, self.energy), new_history

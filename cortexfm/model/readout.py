@@ -96,10 +96,17 @@ class Readout(nn.Module):
             self.mask = nn.Parameter(mask)
         else:
             self.mask = None
-        pathways = {"fitted": GaborPathway, "bank": GaborBank}
-        self.gabor = (
-            pathways[config.gabor](n, config.gabor_frames) if config.gabor != "none" else None
-        )
+        if config.gabor == "fitted":
+            self.gabor: GaborPathway | GaborBank | None = GaborPathway(n, config.gabor_frames)
+        elif config.gabor == "bank":
+            self.gabor = GaborBank(
+                n,
+                config.gabor_frames,
+                frequencies=tuple(config.gabor_frequencies),
+                normalize=config.gabor_normalization,
+            )
+        else:
+            self.gabor = None
 
     def offsets(self, height: int, width: int) -> Tensor:
         """The neighbourhood's offsets ``[k * k, 2]`` (x, y) in [-1, 1] units, one map unit
