@@ -10,7 +10,7 @@ import torch
 
 from cortexfm.data.statistics import Normalizer, Statistics
 from cortexfm.model import FoundationModel, SessionInfo, apply_overrides, preset
-from cortexfm.model.gabor import GaborBank, GaborPathway, temporal_bases
+from cortexfm.model.gabor import GaborBank, GaborPathway, quadrature_pairs, temporal_bases
 
 #: the normalised bank at two frequencies, as a ``_model`` kind
 NORMALISED = "bank,readout.gabor_normalization=true,readout.gabor_frequencies=0.05;0.1"
@@ -123,6 +123,35 @@ def _bank_features(bank: GaborBank, image: torch.Tensor) -> torch.Tensor:
             drive, _ = bank(image.expand(1, 12, -1, -1), centre, None)
             values.append(drive[0, -1, 0])
     return torch.stack(values)
+
+
+def test_the_bank_by_fft_equals_each_neurons_own_filters_at_pixel_centres():
+    """The bank correlated with the retina by FFT and sampled at a neuron's position gives its
+    own filters' responses, the retina seen as grey (zero) beyond its edges: checked against
+    the filters placed on a canvas three times as large, where no envelope is cut."""
+    bank = GaborBank(3, frames=1, frequencies=(0.05, 0.2))
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randn(2, 3, 36, 64, generator=g)
+    canvas = torch.zeros(2, 3, 108, 192)
+    canvas[..., 36:72, 64:128] = frames
+    pixels = torch.tensor([[10.0, 5.0], [31.0, 17.0], [60.0, 33.0]])  # x, y: two near edges
+
+    def to_positions(xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        return torch.stack([xy[:, 0] / (width - 1) * 2 - 1, xy[:, 1] / (height - 1) * 2 - 1], 1)
+
+    on_canvas = to_positions(pixels + torch.tensor([64.0, 36.0]), 108, 192)
+    direct = torch.cat(
+        [
+            quadrature_pairs(
+                on_canvas, torch.zeros(3, 2), waves[None], torch.tensor([sigma]), 108, 192
+            )
+            for waves, sigma in zip(bank.waves, bank.sigmas, strict=True)
+        ],
+        1,
+    )  # [n, pairs, 2, h * w]
+    expected = (canvas.flatten(2) @ direct.flatten(0, 2).t()).transpose(1, 2)
+    got = bank.responses(frames, to_positions(pixels, 36, 64))
+    torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-3)  # cut at 4 s.d.
 
 
 def test_the_normalised_bank_reads_the_share_of_contrast_at_each_orientation_and_frequency():

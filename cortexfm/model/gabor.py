@@ -197,23 +197,58 @@ class GaborBank(nn.Module):
         # the semi-saturation s_n = exp(log_semisaturation), in the energies' units (model
         # units of the retina through unit-norm filters: ~1 on natural movies)
         self.log_semisaturation = nn.Parameter(torch.zeros(neurons)) if normalize else None
+        self._spectrum: tuple[tuple, Tensor] | None = None  # the bank's FFT, per retina size
         self.register_buffer("bases", temporal_bases(frames, bases), persistent=False)
         self.frames = frames
 
+    def grid(self, height: int, width: int) -> tuple[int, int, int]:
+        """The FFT grid ``(rows, columns)`` for a ``height x width`` retina and the bank's
+        radius (4 envelope s.d. of its widest filter): the retina zero-padded by the radius,
+        so the correlation does not wrap around."""
+        radius = math.ceil(4 * max(self.sigmas))
+        return max(height + radius, 2 * radius + 1), max(width + radius, 2 * radius + 1), radius
+
     @torch.no_grad()
-    def filters(self, positions: Tensor, height: int, width: int) -> Tensor:
-        """``positions [neurons, 2]`` -> ``[neurons, pairs, 2, height * width]`` (zero mean,
-        unit norm; frequency-major)."""
-        offset = torch.zeros_like(positions)
-        return torch.cat(
-            [
-                quadrature_pairs(
-                    positions, offset, waves[None], positions.new_full((1,), sigma), height, width
-                )
-                for waves, sigma in zip(self.waves, self.sigmas, strict=True)
-            ],
-            1,
-        )
+    def spectrum(self, height: int, width: int) -> Tensor:
+        """The bank as complex filters (even + i odd, each zero mean under its envelope and
+        unit norm, cut at the radius), point-reflected for a correlation, on the FFT grid ->
+        their 2-D FFTs ``[pairs, rows, columns]`` (frequency-major, then orientation)."""
+        rows, columns, radius = self.grid(height, width)
+        dy = (torch.arange(rows) + rows // 2) % rows - rows // 2  # signed offsets, wrapped
+        dx = (torch.arange(columns) + columns // 2) % columns - columns // 2
+        inside = (dy.abs()[:, None] <= radius) & (dx.abs()[None, :] <= radius)
+        dy, dx = -dy[:, None].double(), -dx[None, :].double()  # point reflection
+        pairs = []
+        for waves, sigma in zip(self.waves.cpu().double(), self.sigmas, strict=True):
+            envelope = torch.exp(-(dx**2 + dy**2) / (2 * sigma**2)) * inside
+            phase = 2 * math.pi * (waves[:, 0, None, None] * dx + waves[:, 1, None, None] * dy)
+            pair = envelope * torch.exp(1j * phase)  # [orientations, rows, columns]
+            pair = pair - envelope * (pair.sum((-2, -1), keepdim=True) / envelope.sum())
+            even = pair.real / pair.real.pow(2).sum((-2, -1), keepdim=True).sqrt()
+            odd = pair.imag / pair.imag.pow(2).sum((-2, -1), keepdim=True).sqrt()
+            pairs.append(torch.complex(even, odd))
+        return torch.fft.fft2(torch.cat(pairs)).to(torch.complex64)
+
+    @torch.no_grad()
+    def responses(self, frames: Tensor, positions: Tensor) -> Tensor:
+        """``frames [b, t, h, w]`` and ``positions [neurons, 2]`` (x, y in [-1, 1] across the
+        retina, ``align_corners``) -> each pair's response at each neuron's position
+        ``[b, neurons * pairs * 2, t]`` (even, odd): the retina correlated with the bank once
+        (by FFT, grey beyond its edges), then sampled bilinearly at the positions, so the cost
+        does not grow with the neurons."""
+        b, t, h, w = frames.shape
+        key = (h, w, str(frames.device))
+        if self._spectrum is None or self._spectrum[0] != key:
+            self._spectrum = (key, self.spectrum(h, w).to(frames.device))
+        rows, columns, _ = self.grid(h, w)
+        image = torch.fft.fft2(frames.float().flatten(0, 1), s=(rows, columns))
+        maps = torch.fft.ifft2(image[:, None] * self._spectrum[1])[..., :h, :w]
+        maps = torch.stack([maps.real, maps.imag], 2).flatten(1, 2)  # [b*t, pairs * 2, h, w]
+        grid = positions.float()[None, :, None].expand(b * t, -1, -1, -1)  # [b*t, n, 1, 2]
+        sampled = F.grid_sample(maps, grid, mode="bilinear", align_corners=True)
+        n = positions.shape[0]
+        sampled = sampled[..., 0].reshape(b, t, -1, n).permute(0, 3, 2, 1)  # [b, n, k, t]
+        return sampled.reshape(b, -1, t).to(frames.dtype)
 
     def forward(
         self, retina: Tensor, positions: Tensor, history: Tensor | None
@@ -223,10 +258,9 @@ class GaborBank(nn.Module):
         frames, new_history = with_history(retina, history, self.frames)
         n, pairs = self.linear.shape[:2]
         with torch.no_grad():  # the bank is fixed: its responses need no gradient
-            bank = self.filters(positions.detach(), h, w).to(retina.dtype)
-            spatial = frames.detach().flatten(2) @ bank.flatten(0, 2).t()  # [b, t', n*pairs*2]
+            spatial = self.responses(frames.detach(), positions.detach())  # [b, n*pairs*2, t']
             # causal filtering by every basis as one product with a banded matrix [t', K * t]
-            filtered = spatial.transpose(1, 2) @ causal_toeplitz(self.bases.to(retina.dtype), t)
+            filtered = spatial @ causal_toeplitz(self.bases.to(retina.dtype), t)
             filtered = filtered.reshape(b, n, pairs, 2, -1, t)
         linear = torch.einsum("bnqpjt,nqpj->btn", filtered, self.linear)
         quadrature = torch.einsum("bnqpjt,nj->bnqpt", filtered, self.energy_time)
