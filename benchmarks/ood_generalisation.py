@@ -54,18 +54,25 @@ def simulate(
     minutes: float,
     image_folder: str,
     lgn_c50: float | None = None,
+    ood_clips: int = 1,
 ) -> None:
     """Mouse ``mouse`` of cohort ``name``. The generator is ``subunit`` if the name says so,
     else ``gabor``. Natural movies pan over ``image_folder``'s photographs (when that folder
     exists) for subunit cohorts and for any cohort whose name contains ``photo``; otherwise over
-    dead-leaves images. ``lgn_c50``, if given, sets a subunit cohort's LGN contrast gain control."""
+    dead-leaves images. ``lgn_c50``, if given, sets a subunit cohort's LGN contrast gain control.
+    ``ood_clips`` test clips per out-of-distribution family (each shown ``repeats`` times; one
+    10-s grating clip holds 4 conditions, so one clip scores gratings on 4 conditions only)."""
     from cortexfm.sim import SimulationConfig, simulate_cohort
 
     generator = "subunit" if "subunit" in name else "gabor"
     photos = generator == "subunit" or "photo" in name
     images = image_folder if photos and Path(image_folder).exists() else None
     config = SimulationConfig(
-        n_neurons=neurons, train_minutes=minutes, image_folder=images, generator=generator
+        n_neurons=neurons,
+        train_minutes=minutes,
+        image_folder=images,
+        generator=generator,
+        ood_clips=ood_clips,
     )
     if lgn_c50 is not None and generator == "subunit":
         config = dataclasses.replace(config, lgn_c50=lgn_c50)
@@ -322,6 +329,13 @@ def main() -> None:
         default=None,
         help="subunit cohorts: LGN contrast semi-saturation (default 0.15; 10: nearly linear)",
     )
+    parser.add_argument(
+        "--ood-clips",
+        type=int,
+        default=1,
+        help="--simulate: test clips per out-of-distribution family (one grating clip holds 4 "
+        "conditions; the cohorts measured so far have 1)",
+    )
     parser.add_argument("--no-insilico", action="store_true")
     parser.add_argument(
         "--snapshot-every",
@@ -358,6 +372,7 @@ def main() -> None:
                     args.sim_minutes,
                     args.images,
                     args.lgn_c50,
+                    args.ood_clips,
                 )
                 for name, path in cohorts.items()
                 for m in range(args.mice)
