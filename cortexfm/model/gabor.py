@@ -165,8 +165,9 @@ class GaborBank(nn.Module):
     by ``s_n + C_n``, ``C_n`` the mean energy over all the bank's pairs (the local contrast
     across orientations and frequencies) and ``s_n`` a learned semi-saturation (Heeger 1992;
     Carandini & Heeger 2012), and ``C_n`` itself is one more feature. The normalised energies
-    say how much of the local contrast lies at each orientation and frequency: near ``1 /
-    pairs`` each on natural movies, most of it in one pair on a grating. Unnormalised, a
+    say how much of the local contrast lies at each orientation and frequency: each near 1 on
+    natural movies (every pair's energy near the mean), one pair's up to ``pairs`` on a grating
+    that holds all the contrast at its orientation and frequency. Unnormalised, a
     neuron's weights fitted where every orientation's energy follows the local contrast
     confound the two.
     The bank does not learn (no gradient through the filters or the positions): only the
