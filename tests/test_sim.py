@@ -202,6 +202,12 @@ def test_eye_position_moves_the_image_on_the_retina(model: ResponseModel):
     np.testing.assert_allclose(shifted[1][:, :-4], plain[1][:, 2:-2], atol=1e-5)
 
 
+def test_an_image_folder_given_as_a_path_is_kept_as_text():
+    # the config is written into each mouse's ground truth as JSON: a Path must not break that
+    config = SimulationConfig(image_folder=Path("photos"))
+    assert config.image_folder == "photos"
+
+
 def test_invalid_parameters_raise():
     with pytest.raises(ValueError, match="n_neurons"):
         SimulationConfig(n_neurons=0)

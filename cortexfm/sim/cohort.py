@@ -73,6 +73,8 @@ class SimulationConfig:
             raise ValueError(
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
             )
+        if self.image_folder is not None:  # a Path too (the config is written as JSON)
+            object.__setattr__(self, "image_folder", str(self.image_folder))
         if self.oracle_clips < 0 or self.repeats < 1 or self.ood_clips < 0:
             raise ValueError("oracle_clips and ood_clips must be >= 0, repeats >= 1")
         unknown = set(self.ood_families) - set(OOD_FAMILIES)
